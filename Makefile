@@ -1,0 +1,54 @@
+# minirepro. `make test` is the whole test suite (CI runs exactly this); `make repro` runs the book.
+# Both create the virtual environment in .venv when it is missing and reuse it when it is there.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PAPER ?=
+JOBS ?= 2
+SEEDS ?= 0 1 2 3 4
+STAMP := $(VENV)/.installed
+
+# nothing downloads at run time; figures render off-screen
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: install repro test export lab seeds clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	# the CPU build of torch first, so that nothing later pulls a CUDA build of several GB
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+install: $(STAMP)
+
+# run every chapter (or PAPER=slug) headless at ci scale, then regenerate the status table
+repro: $(STAMP)
+	$(BIN)/minirepro run $(if $(PAPER),$(PAPER),--all) --jobs $(JOBS)
+	$(BIN)/minirepro report
+
+# 1. library in sync with the notebooks, unit and CLI tests; 2. nbval on every notebook (executes each chapter at
+# ci scale into build/test-runs); 3. those runs' results and figures against papers/<slug>/
+test: $(STAMP)
+	rm -rf build/test-runs
+	MINIREPRO_OUT=$(CURDIR)/build/test-runs $(BIN)/pytest -n 2 --dist loadscope tests nbs \
+	    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
+	$(BIN)/minirepro verify --all --from build/test-runs
+
+export: $(STAMP)
+	$(BIN)/nbdev-export
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab nbs/
+
+# check a chapter's claims across seeds: make seeds PAPER=aaren
+seeds: $(STAMP)
+	@test -n "$(PAPER)" || { echo "usage: make seeds PAPER=slug [SEEDS='0 1 2 3 4']"; exit 2; }
+	for s in $(SEEDS); do $(BIN)/minirepro run $(PAPER) --seed $$s || exit 1; done
+
+clean:
+	rm -rf build _build

@@ -1,0 +1,109 @@
+"""The `minirepro` command on a small throw-away book (see conftest.tiny_book)."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import BIN, cli
+
+
+def test_list(tiny_book):
+    r = cli("list")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["slug", "part", "fidelity", "chapter", "ci", "full"]
+    assert any(l.split()[:4] == ["later", "I", "B", "-"] for l in lines)
+    rows = json.loads(cli("list", "--json").stdout)
+    assert [r["slug"] for r in rows] == ["tiny", "tiny2", "later"] and rows[0]["chapter"] and not rows[2]["chapter"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "no-such-paper"], "unknown paper 'no-such-paper'; valid papers: tiny, tiny2"),
+    (["run", "later"], "in the book, but its chapter is not written yet"),
+    (["run", "tiny", "--scale", "huge"], "unknown scale 'huge'; valid scales: ci, full"),
+    (["run", "tiny", "--device", "gpu"], "valid devices: auto, cpu, cuda"),
+    (["run", "tiny", "-p", "sleep=1"], "unknown parameter 'sleep' for tiny (did you mean sleep_s, seed, scale?); valid parameters: device, fail, scale, seed, sleep_s"),
+    (["run", "tiny", "-p", "noequals"], "not of the form key=value"),
+    (["run", "tiny", "-p", "seed=3"], "set seed with --seed"),
+    (["run"], "name at least one chapter, or --all"),
+    (["run", "tiny", "--all"], "not both"),
+    (["run", "tiny", "--seed", "1", "--record"], "--record makes the reference run"),
+    (["verify", "nope"], "unknown paper 'nope'"),
+])
+def test_bad_arguments_exit_2_with_a_clear_message(tiny_book, args, message):
+    r = cli(*args)
+    assert r.returncode == 2 and message in r.stderr, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_run_writes_notebook_results_and_figures(tiny_book, tmp_path):
+    out = tmp_path/"out"
+    r = cli("run", "tiny", "--seed", "5", "-p", "sleep_s=0.1", "--out", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[1/1] tiny ci seed 5: 1/1 claims hold" in r.stdout and "1/1 chapters executed, 1/1 claims hold" in r.stdout
+    res = json.loads((out/"tiny"/"ci-seed5"/"results.json").read_text())
+    assert res["seed"] == 5 and res["params"] == {"sleep_s": 0.1, "fail": False} and res["metrics"]["value"] == 11
+    assert res["claims"][0]["holds"] is True and res["provenance"]["packages"]["torch"]
+    assert (out/"tiny"/"ci-seed5"/"figures"/"line.png").exists()
+    nb = nbformat.read(str(out/"tiny"/"ci-seed5.ipynb"), as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+
+
+def test_a_failing_chapter_exits_1_and_leaves_no_results(tiny_book, tmp_path):
+    r = cli("run", "tiny", "tiny2", "-p", "fail=true", "--out", tmp_path)
+    assert r.returncode == 1
+    assert "FAILED" in r.stdout and "RuntimeError: asked to fail" in r.stdout and "0/2 chapters executed" in r.stdout
+    assert not list(tmp_path.rglob("results.json"))
+
+
+def test_parallel_jobs_run_every_chapter(tiny_book, tmp_path):
+    r = cli("run", "--all", "--jobs", "2", "--out", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2/2 chapters executed, 2/2 claims hold" in r.stdout
+    assert {p.parent.parent.name for p in tmp_path.rglob("results.json")} == {"tiny", "tiny2"}
+
+
+def test_record_then_verify_then_a_changed_record_fails(tiny_book, tmp_path):
+    r = cli("run", "tiny", "--record")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rec = tiny_book/"papers"/"tiny"/"results"/"ci.json"
+    assert json.loads(rec.read_text())["metrics"]["value"] == 6
+    assert (tiny_book/"papers"/"tiny"/"figures"/"line.png").exists()
+    nb = nbformat.read(str(tiny_book/"nbs"/"papers"/"tiny.ipynb"), as_version=4)  # executed back into the chapter
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code) and "parameters" in code[0].metadata["tags"]
+    assert not any("papermill" in c.metadata for c in nb.cells) and "papermill" not in nb.metadata
+    assert "| I | [tiny](nbs/papers/tiny.ipynb): A tiny chapter | C | 1/1 | - |" in (tiny_book/"README.md").read_text()
+
+    r = cli("run", "tiny", "--out", tmp_path)  # a fresh run matches the record
+    assert cli("verify", "tiny", "--from", tmp_path).returncode == 0
+    data = json.loads(rec.read_text()); data["metrics"]["value"] = 6.01; rec.write_text(json.dumps(data))
+    r = cli("verify", "tiny", "--from", tmp_path)
+    assert r.returncode == 1 and "metric value: 6 differs from recorded 6.01" in r.stdout
+
+
+def test_verify_without_a_run(tiny_book, tmp_path):
+    cli("run", "tiny", "--record")
+    r = cli("verify", "tiny", "--from", tmp_path)
+    assert r.returncode == 1 and "wrote no results.json" in r.stdout
+
+
+def test_report_rewrites_only_the_marked_section(tiny_book):
+    assert cli("report").returncode == 0
+    txt = (tiny_book/"README.md").read_text()
+    assert txt.startswith("# Tiny book\n\n<!-- status:begin -->\n2 of 3 chapters written") and txt.endswith("<!-- status:end -->\n\nEnd.\n")
+    assert "STALE" not in txt and (tiny_book/"papers"/"README.md").exists()
+    assert cli("report").returncode == 0 and (tiny_book/"README.md").read_text() == txt  # idempotent
+
+
+def test_interrupted_run_leaves_no_results_and_exits_130(tiny_book, tmp_path):
+    p = subprocess.Popen([str(BIN/"minirepro"), "run", "tiny", "-p", "sleep_s=60", "--out", str(tmp_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(), start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (tmp_path/"tiny"/"ci-seed0.ipynb").exists(): time.sleep(0.2)
+    time.sleep(3)  # well inside the chapter's 60 s sleep
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, (out, err)
+    assert "interrupted" in err and not list(tmp_path.rglob("results.json"))

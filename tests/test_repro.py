@@ -1,0 +1,106 @@
+import os, random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from minirepro.core import repro
+from minirepro.core.repro import (Preset, UnknownName, book_index, chapter_path, chapter_slugs, find_root, load_paper,
+                                  resolve_device, run_dir, scale_names, scale_settings, seed_everything, setup)
+
+
+def test_find_root_from_a_subfolder(root, monkeypatch):
+    monkeypatch.delenv("MINIREPRO_ROOT", raising=False)
+    monkeypatch.chdir(root/"nbs"/"papers")
+    assert find_root() == root
+
+
+def test_find_root_override(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIREPRO_ROOT", str(tmp_path))
+    assert find_root() == tmp_path.resolve()
+
+
+def test_scales_come_from_settings():
+    assert scale_names() == ["ci", "full"]
+    ci = scale_settings("ci")
+    assert ci["device"] == "cpu" and ci.getint("threads") == 1 and ci.getboolean("deterministic")
+    assert scale_settings("full")["device"] == "cuda"
+
+
+def test_unknown_scale_names_the_valid_ones():
+    with pytest.raises(UnknownName, match=r"unknown scale 'fulll' \(did you mean full\?\); valid scales: ci, full"):
+        scale_settings("fulll")
+
+
+def test_book_index_has_every_paper_once():
+    idx = book_index()
+    assert len(idx) == 89 and len({p["slug"] for p in idx}) == 89
+    assert {p["part"] for p in idx} == {"I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX"}
+    assert all(p["fidelity"] in "ABC" for p in idx)
+
+
+def test_chapter_path_errors():
+    assert chapter_path("aaren").name == "aaren.ipynb"
+    with pytest.raises(UnknownName, match="valid papers: .*aaren"):
+        chapter_path("no-such-paper")
+    with pytest.raises(UnknownName, match="not written yet"):
+        chapter_path("thor" if "thor" not in chapter_slugs() else "zzz")
+
+
+def test_every_chapter_has_a_record_with_presets_for_every_scale():
+    for slug in chapter_slugs():
+        paper = load_paper(slug)
+        assert set(paper["scales"]) == set(scale_names()), slug
+        assert paper["claims"], slug
+        for c in paper["claims"]:
+            assert {"id", "statement", "paper_value", "metric", "op", "threshold"} <= set(c), (slug, c)
+
+
+def test_preset_reads_as_attributes():
+    P = Preset(steps=3)
+    assert P.steps == 3 and P["steps"] == 3
+    with pytest.raises(AttributeError, match="it has: steps"):
+        P.width
+
+
+def test_seed_everything_makes_all_generators_repeat():
+    seed_everything(11); a = (random.random(), np.random.rand(), torch.rand(2))
+    seed_everything(11); b = (random.random(), np.random.rand(), torch.rand(2))
+    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+
+
+def test_resolve_device():
+    assert resolve_device("auto", "ci") == "cpu"
+    assert resolve_device("cpu", "full") == "cpu"
+    with pytest.raises(UnknownName, match="valid devices: auto, cpu, cuda"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.warns(UserWarning, match="falling back to the CPU"):
+            assert resolve_device("auto", "full") == "cpu"
+        with pytest.raises(RuntimeError, match="no GPU"):
+            resolve_device("cuda", "ci")
+
+
+def test_run_dir_overrides(tmp_path, monkeypatch, root):
+    monkeypatch.delenv("MINIREPRO_RUN_DIR", raising=False)
+    monkeypatch.delenv("MINIREPRO_OUT", raising=False)
+    assert run_dir("aaren", "ci", 3) == root/"build"/"runs"/"aaren"/"ci-seed3"
+    monkeypatch.setenv("MINIREPRO_OUT", str(tmp_path))
+    assert run_dir("aaren", "full", 0) == tmp_path/"aaren"/"full-seed0"
+    monkeypatch.setenv("MINIREPRO_RUN_DIR", str(tmp_path/"x"))
+    assert run_dir("aaren", "ci", 0) == (tmp_path/"x").resolve()
+
+
+def test_setup_seeds_sets_threads_and_clears_stale_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIREPRO_RUN_DIR", str(tmp_path))
+    (tmp_path/"figures").mkdir()
+    (tmp_path/"results.json").write_text("{}"); (tmp_path/"figures"/"old.png").write_bytes(b"x")
+    run = setup("aaren", "ci", seed=7, quiet=True, knob=1)
+    first = torch.rand(3)
+    assert not (tmp_path/"results.json").exists() and not list((tmp_path/"figures").glob("*.png"))
+    assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert run.seed == 7 and run.params == {"knob": 1} and run.P.steps == load_paper("aaren")["scales"]["ci"]["steps"]
+    setup("aaren", "ci", seed=7, quiet=True)
+    assert torch.equal(first, torch.rand(3))
