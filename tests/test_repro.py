@@ -52,6 +52,8 @@ def test_every_chapter_has_a_record_with_presets_for_every_scale():
     for slug in chapter_slugs():
         paper = load_paper(slug)
         assert set(paper["scales"]) == set(scale_names()), slug
+        keys = [set(p) for p in paper["scales"].values()]
+        assert all(k == keys[0] for k in keys), f"{slug}: every scale must set the same sizes"
         assert paper["claims"], slug
         for c in paper["claims"]:
             assert {"id", "statement", "paper_value", "metric", "op", "threshold"} <= set(c), (slug, c)
@@ -101,6 +103,6 @@ def test_setup_seeds_sets_threads_and_clears_stale_results(tmp_path, monkeypatch
     assert not (tmp_path/"results.json").exists() and not list((tmp_path/"figures").glob("*.png"))
     assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
     assert os.environ["HF_HUB_OFFLINE"] == "1"
-    assert run.seed == 7 and run.params == {"knob": 1} and run.P.steps == load_paper("aaren")["scales"]["ci"]["steps"]
+    assert run.seed == 7 and run.params == {"knob": 1} and run.P.d == load_paper("aaren")["scales"]["ci"]["d"]
     setup("aaren", "ci", seed=7, quiet=True)
     assert torch.equal(first, torch.rand(3))

@@ -84,8 +84,8 @@ def _restore_env(old: dict):
         else: os.environ[k] = v
 
 def execute_chapter(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", params: dict = None,
-                    out=None, root=None, record: bool = False, verbose: bool = False) -> dict:
-    "Run the chapter of `slug` headless; returns what happened (ok, error, wall_s, claims, paths)."
+                    out=None, root=None, record: bool = False, verbose: bool = False, progress: bool = False) -> dict:
+    "Run the chapter of `slug` headless; returns what happened (ok, error, wall_s, claims, paths). `progress`: a per-cell bar."
     import papermill
     root = Path(root or find_root()); settings = load_settings(root)
     src = chapter_path(slug, root)
@@ -101,7 +101,7 @@ def execute_chapter(slug: str, scale: str = "ci", seed: int = 0, device: str = "
     t0, error = time.time(), None
     try:
         papermill.execute_notebook(str(src), str(nb_out), parameters=parameters, cwd=str(src.parent),
-                                   kernel_name=settings["book"].get("kernel", "python3"), progress_bar=False,
+                                   kernel_name=settings["book"].get("kernel", "python3"), progress_bar=progress,
                                    kernel_manager_class=IPCKernelManager,
                                    log_output=verbose, stdout_file=sys.stdout if verbose else None)
     except papermill.PapermillExecutionError as e: error = f"cell {e.exec_count}: {e.ename}: {e.evalue}"
@@ -134,7 +134,8 @@ def run_chapters(slugs, jobs: int = 1, **kw) -> list:
     if jobs <= 1:
         for i, s in enumerate(slugs, 1):
             print(f"[{i}/{n}] {s}: running", flush=True)
-            infos.append(execute_chapter(s, **kw)); print(_line(i, n, infos[-1]), flush=True)
+            bar = sys.stderr.isatty() and not kw.get("verbose")  # a per-cell progress bar in a terminal, not in logs
+            infos.append(execute_chapter(s, progress=bar, **kw)); print(_line(i, n, infos[-1]), flush=True)
         return infos
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
         futs = {pool.submit(execute_chapter, s, **kw): s for s in slugs}
