@@ -15,7 +15,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install repro test export lab seeds clean
+.PHONY: install repro test export lab seeds bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -49,6 +49,10 @@ lab: $(STAMP)
 seeds: $(STAMP)
 	@test -n "$(PAPER)" || { echo "usage: make seeds PAPER=slug [SEEDS='0 1 2 3 4']"; exit 2; }
 	for s in $(SEEDS); do $(BIN)/minirepro run $(PAPER) --seed $$s || exit 1; done
+
+# training throughput of the book's trainer + LM against a bare PyTorch loop (writes benchmarks/results.json)
+bench: $(STAMP)
+	$(PY) benchmarks/bench_train.py
 
 clean:
 	rm -rf build _build

@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from minirepro.core.train import train
 from minirepro.papers.aaren import (AarenAttention, CausalSelfAttention, SeriesModel, Stack, associative_scan, combine,
-                                    fit, init_state, make_classification, make_forecasting, naive_prefix_attention,
+                                    init_state, make_classification, make_forecasting, naive_prefix_attention,
                                     rnn_update, scan_attention, state_bytes, stream)
 
 torch.set_num_threads(1)
@@ -93,6 +94,7 @@ def test_series_model_learns_a_little():
     m = SeriesModel("aaren", 16, 2, 1, 32, 8)
     assert m(X[:4]).shape == (4, 8)
     with torch.no_grad(): before = F.mse_loss(m(X), Y).item()
-    m, losses = fit(m, X, Y, F.mse_loss, steps=60, batch=64, lr=3e-3, seed=0)
+    h = train(m, {"x": X, "y": Y}, 60, 64, 3e-3, schedule="onecycle", seed=0, progress=False,
+              loss_fn=lambda m, b: F.mse_loss(m(b["x"]), b["y"]))
     with torch.no_grad(): after = F.mse_loss(m(X), Y).item()
-    assert after < 0.7 * before and len(losses) == 7 and not m.training
+    assert after < 0.7 * before and len(h.losses) == 7 and not m.training

@@ -12,7 +12,7 @@ def test_list(tiny_book):
     r = cli("list")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["slug", "part", "fidelity", "chapter", "ci", "full"]
+    assert lines[0].split() == ["slug", "part", "fidelity", "chapter", "ci", "seeds", "full"]
     assert any(l.split()[:4] == ["later", "I", "B", "-"] for l in lines)
     rows = json.loads(cli("list", "--json").stdout)
     assert [r["slug"] for r in rows] == ["tiny", "tiny2", "later"] and rows[0]["chapter"] and not rows[2]["chapter"]
@@ -29,6 +29,8 @@ def test_list(tiny_book):
     (["run"], "name at least one chapter, or --all"),
     (["run", "tiny", "--all"], "not both"),
     (["run", "tiny", "--seed", "1", "--record"], "--record makes the reference run"),
+    (["run", "tiny", "--seeds", "0-x"], "write them as 0-4"),
+    (["run", "tiny", "--seeds", "0-2", "--seed", "3"], "not both"),
     (["verify", "nope"], "unknown paper 'nope'"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(tiny_book, args, message):
@@ -41,7 +43,7 @@ def test_run_writes_notebook_results_and_figures(tiny_book, tmp_path):
     out = tmp_path/"out"
     r = cli("run", "tiny", "--seed", "5", "-p", "sleep_s=0.1", "--out", out)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "[1/1] tiny ci seed 5: 1/1 claims hold" in r.stdout and "1/1 chapters executed, 1/1 claims hold" in r.stdout
+    assert "[1/1] tiny ci seed 5: 1/1 claims hold" in r.stdout and "1/1 chapter runs executed, 1/1 claims hold" in r.stdout
     res = json.loads((out/"tiny"/"ci-seed5"/"results.json").read_text())
     assert res["seed"] == 5 and res["params"] == {"sleep_s": 0.1, "fail": False} and res["metrics"]["value"] == 11
     assert res["claims"][0]["holds"] is True and res["provenance"]["packages"]["torch"]
@@ -53,14 +55,14 @@ def test_run_writes_notebook_results_and_figures(tiny_book, tmp_path):
 def test_a_failing_chapter_exits_1_and_leaves_no_results(tiny_book, tmp_path):
     r = cli("run", "tiny", "tiny2", "-p", "fail=true", "--out", tmp_path)
     assert r.returncode == 1
-    assert "FAILED" in r.stdout and "RuntimeError: asked to fail" in r.stdout and "0/2 chapters executed" in r.stdout
+    assert "FAILED" in r.stdout and "RuntimeError: asked to fail" in r.stdout and "0/2 chapter runs executed" in r.stdout
     assert not list(tmp_path.rglob("results.json"))
 
 
 def test_parallel_jobs_run_every_chapter(tiny_book, tmp_path):
     r = cli("run", "--all", "--jobs", "2", "--out", tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "2/2 chapters executed, 2/2 claims hold" in r.stdout
+    assert "2/2 chapter runs executed, 2/2 claims hold" in r.stdout
     assert {p.parent.parent.name for p in tmp_path.rglob("results.json")} == {"tiny", "tiny2"}
 
 
@@ -74,7 +76,7 @@ def test_record_then_verify_then_a_changed_record_fails(tiny_book, tmp_path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count for c in code) and "parameters" in code[0].metadata["tags"]
     assert not any("papermill" in c.metadata for c in nb.cells) and "papermill" not in nb.metadata
-    assert "| I | [tiny](nbs/papers/tiny.ipynb): A tiny chapter | C | 1/1 | - |" in (tiny_book/"README.md").read_text()
+    assert "| I | [tiny](nbs/papers/tiny.ipynb): A tiny chapter | C | 1/1 | 1/1 | - |" in (tiny_book/"README.md").read_text()
 
     r = cli("run", "tiny", "--out", tmp_path)  # a fresh run matches the record
     assert cli("verify", "tiny", "--from", tmp_path).returncode == 0
@@ -107,3 +109,13 @@ def test_interrupted_run_leaves_no_results_and_exits_130(tiny_book, tmp_path):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130, (out, err)
     assert "interrupted" in err and not list(tmp_path.rglob("results.json"))
+
+
+def test_seeds_run_every_seed_and_record_their_claims(tiny_book, tmp_path):
+    r = cli("run", "tiny", "--seeds", "0-2", "--jobs", "2", "--record", "--out", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "3/3 chapter runs executed, 3/3 claims hold" in r.stdout
+    seeds = json.loads((tiny_book/"papers"/"tiny"/"results"/"seeds-ci.json").read_text())["seeds"]
+    assert list(seeds) == ["0", "1", "2"] and seeds["2"]["claims"]["big-enough"] == {"holds": True, "measured": 8}
+    assert json.loads((tiny_book/"papers"/"tiny"/"results"/"ci.json").read_text())["seed"] == 0  # seed 0 is the reference
+    assert "| C | 1/1 | 3/3 | - |" in (tiny_book/"README.md").read_text()

@@ -18,12 +18,13 @@ from jupyter_client.manager import AsyncKernelManager
 
 from .repro import (UnknownName, DEVICES, find_root, load_settings, scale_names, scale_settings,
                                   book_index, chapter_slugs, chapter_path, paper_dir)
-from .results import (atomic_write_text, load_recorded, verify_run, record_run, format_table)
+from .results import (atomic_write_text, load_recorded, verify_run, record_run, record_seed, seed_summary,
+                                     format_table)
 
 # %% auto #0
-__all__ = ['VOLATILE_CELL_KEYS', 'STATUS_BEGIN', 'STATUS_END', 'parse_params', 'chapter_parameters', 'check_params',
-           'IPCKernelManager', 'clean_executed', 'write_notebook', 'execute_chapter', 'run_chapters', 'status_rows',
-           'status_markdown', 'write_report', 'execute_inplace', 'main']
+__all__ = ['VOLATILE_CELL_KEYS', 'STATUS_BEGIN', 'STATUS_END', 'parse_params', 'parse_seeds', 'chapter_parameters',
+           'check_params', 'IPCKernelManager', 'clean_executed', 'write_notebook', 'execute_chapter', 'run_chapters',
+           'status_rows', 'status_markdown', 'write_report', 'execute_inplace', 'main']
 
 # %% ../../../nbs/core/cli.ipynb #66f98584
 def parse_params(items) -> dict:
@@ -34,6 +35,15 @@ def parse_params(items) -> dict:
         k, v = it.split("=", 1)
         out[k.strip()] = yaml.safe_load(v) if v.strip() else ""
     return out
+
+def parse_seeds(spec: str) -> list:
+    "Seeds from '0-4', '0,2,5' or '3'."
+    out = []
+    for part in str(spec).split(","):
+        a, _, b = part.strip().partition("-")
+        if not a.isdigit() or (b and not b.isdigit()): raise ValueError(f"seeds {spec!r}: write them as 0-4, 0,2,5 or 3")
+        out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    return list(dict.fromkeys(out))
 
 def chapter_parameters(slug: str, root=None) -> dict:
     "The names and default values in the `parameters` cell of the chapter of `slug`."
@@ -94,7 +104,8 @@ def execute_chapter(slug: str, scale: str = "ci", seed: int = 0, device: str = "
     res_dir, nb_out = out/slug/f"{scale}-seed{seed}", out/slug/f"{scale}-seed{seed}.ipynb"
     nb_out.parent.mkdir(parents=True, exist_ok=True)
     (res_dir/"results.json").unlink(missing_ok=True)
-    parameters = {} if record else {"scale": scale, "seed": seed, "device": device, **(params or {})}
+    reference = record and seed == 0  # the reference run: the chapter's own defaults, written back into the notebook
+    parameters = {} if reference else {"scale": scale, "seed": seed, "device": device, **(params or {})}
     threads = scale_settings(scale, settings).get("threads", "1")
     old = _set_env({"MINIREPRO_RUN_DIR": res_dir, "MINIREPRO_ROOT": root, "HF_HUB_OFFLINE": 1, "TRANSFORMERS_OFFLINE": 1,
                     "HF_DATASETS_OFFLINE": 1, **({"OMP_NUM_THREADS": threads} if threads != "0" else {})})
@@ -116,7 +127,7 @@ def execute_chapter(slug: str, scale: str = "ci", seed: int = 0, device: str = "
     if error is None:
         res = json.loads(res_path.read_text())
         info["claims_hold"] = sum(bool(c["holds"]) for c in res["claims"]); info["claims_total"] = len(res["claims"])
-        if record:
+        if reference:
             record_run(slug, res_dir, scale, root)
             if scale == "ci": write_notebook(clean_executed(nbformat.read(str(nb_out), as_version=4)), src)
     return info
@@ -128,25 +139,28 @@ def _line(i, n, info) -> str:
     over = f"  (over its {info['budget_s']:.0f} s budget)" if info["budget_s"] and info["wall_s"] > info["budget_s"] else ""
     return f"{head}: {info['claims_hold']}/{info['claims_total']} claims hold, {info['wall_s']:.1f} s{over}  -> {info['run_dir']}"
 
-def run_chapters(slugs, jobs: int = 1, **kw) -> list:
-    "Execute `slugs` (see `execute_chapter` for the keywords), `jobs` at a time; prints progress; returns the infos."
-    n, infos = len(slugs), []
+def run_chapters(jobs_list, jobs: int = 1, on_done=None, **kw) -> list:
+    "Execute each (slug, seed) of `jobs_list` (see `execute_chapter` for the keywords), `jobs` at a time; prints progress."
+    n, infos = len(jobs_list), []
+    def done(i, info):
+        infos.append(info); print(_line(i, n, info), flush=True)
+        if on_done: on_done(info)
     if jobs <= 1:
-        for i, s in enumerate(slugs, 1):
-            print(f"[{i}/{n}] {s}: running", flush=True)
+        for i, (s, seed) in enumerate(jobs_list, 1):
+            print(f"[{i}/{n}] {s} seed {seed}: running", flush=True)
             bar = sys.stderr.isatty() and not kw.get("verbose")  # a per-cell progress bar in a terminal, not in logs
-            infos.append(execute_chapter(s, progress=bar, **kw)); print(_line(i, n, infos[-1]), flush=True)
+            done(i, execute_chapter(s, seed=seed, progress=bar, **kw))
         return infos
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-        futs = {pool.submit(execute_chapter, s, **kw): s for s in slugs}
-        print(f"running {n} chapters, {jobs} at a time: {', '.join(slugs)}", flush=True)
+        futs = [pool.submit(execute_chapter, s, seed=seed, **kw) for s, seed in jobs_list]
+        print(f"running {n} chapter run{'s' if n != 1 else ''}, {jobs} at a time: "
+              f"{', '.join(f'{s}@{seed}' for s, seed in jobs_list)}", flush=True)
         try:
-            for i, f in enumerate(as_completed(futs), 1):
-                infos.append(f.result()); print(_line(i, n, infos[-1]), flush=True)
+            for i, f in enumerate(as_completed(futs), 1): done(i, f.result())
         except KeyboardInterrupt:
             pool.shutdown(wait=False, cancel_futures=True); raise
-    order = {s: i for i, s in enumerate(slugs)}
-    return sorted(infos, key=lambda x: order[x["slug"]])
+    order = {job: i for i, job in enumerate(jobs_list)}
+    return sorted(infos, key=lambda x: order[(x["slug"], x["seed"])])
 
 # %% ../../../nbs/core/cli.ipynb #871ab022
 STATUS_BEGIN, STATUS_END = "<!-- status:begin -->", "<!-- status:end -->"
@@ -164,6 +178,8 @@ def status_rows(root=None) -> list:
             r = load_recorded(s, scale, root) if s in have else None
             row[scale] = f"{sum(bool(c['holds']) for c in r['claims'])}/{len(r['claims'])}" if r else None
             if scale == "ci": row["ci_wall_s"] = r["wall_s"] if r else None
+        ss = seed_summary(s, "ci", root) if s in have else None
+        row["ci_seeds"] = f"{ss[0]}/{ss[1]}" if ss else None
         rows.append(row)
     return rows
 
@@ -171,12 +187,13 @@ def status_markdown(rows) -> str:
     "The status table as Markdown."
     done = [r for r in rows if r["chapter"]]
     out = [f"{len(done)} of {len(rows)} chapters written. Claims: pre-registered claims holding in the recorded run "
-           "(ci: CPU, one thread; full: one GPU); '-' means not recorded yet.", "",
-           "| part | paper | fidelity | claims ci | claims full | ci wall (s) |", "|---|---|---|---|---|---|"]
+           "(ci: CPU, one thread, seed 0; full: one GPU). Seeds: re-runs at ci scale in which every claim held. "
+           "'-' means not recorded yet.", "",
+           "| part | paper | fidelity | claims ci | seeds ci | claims full | ci wall (s) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         name = f"[{r['slug']}](nbs/papers/{r['slug']}.ipynb): {r['title']}" if r["chapter"] else f"{r['slug']}: {r['title']}"
         wall = f"{r['ci_wall_s']:.0f}" if r["ci_wall_s"] is not None else "-"
-        out.append(f"| {r['part']} | {name} | {r['fidelity']} | {r['ci'] or '-'} | {r['full'] or '-'} | {wall} |")
+        out.append(f"| {r['part']} | {name} | {r['fidelity']} | {r['ci'] or '-'} | {r['ci_seeds'] or '-'} | {r['full'] or '-'} | {wall} |")
     return "\n".join(out) + "\n"
 
 def write_report(root=None) -> list:
@@ -213,6 +230,8 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="execute chapters headless with papermill")
     r.add_argument("slugs", nargs="*", metavar="SLUG"); r.add_argument("--all", action="store_true", help="every chapter")
     r.add_argument("--scale", default="ci"); r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seeds", default=None, metavar="SPEC", help="several seeds: 0-4 or 0,2,5 (with --record: seed 0 is "
+                   "the reference, every seed's claims go into results/seeds-SCALE.json)")
     r.add_argument("--device", default="auto", help="auto (ci: cpu, full: cuda), cpu or cuda")
     r.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="override a chapter parameter")
     r.add_argument("--out", default=None, metavar="DIR", help="output folder (default from settings.ini: build/runs)")
@@ -239,7 +258,7 @@ def _cmd_list(a, root) -> int:
     rows = status_rows(root)
     if a.json: print(json.dumps(rows, indent=1)); return 0
     print(format_table([{"slug": r["slug"], "part": r["part"], "fidelity": r["fidelity"], "chapter": "yes" if r["chapter"] else "-",
-                         "ci": r["ci"] or "-", "full": r["full"] or "-"} for r in rows]))
+                         "ci": r["ci"] or "-", "seeds": r["ci_seeds"] or "-", "full": r["full"] or "-"} for r in rows]))
     return 0
 
 def _cmd_run(a, root) -> int:
@@ -251,19 +270,22 @@ def _cmd_run(a, root) -> int:
     for k in ("scale", "seed", "device"):
         if k in params: raise ValueError(f"set {k} with --{k}, not -p")
     for s in slugs: check_params(s, params, root)
-    if a.record and (a.seed != 0 or params or a.device != "auto"):
-        raise ValueError("--record makes the reference run: it takes seed 0, the default device and no -p overrides")
+    if a.seeds is not None and a.seed != 0: raise ValueError("give --seed or --seeds, not both")
+    seeds = parse_seeds(a.seeds) if a.seeds is not None else [a.seed]
+    if a.record and (params or a.device != "auto" or (a.seeds is None and a.seed != 0)):
+        raise ValueError("--record makes the reference run: it takes seed 0 (or --seeds), the default device and no -p overrides")
     jobs = a.jobs or settings["book"].getint("jobs", 1)
+    on_done = (lambda info: info["ok"] and record_seed(info["slug"], info["run_dir"], info["scale"], root)) if a.record else None
     t0 = time.time()
     try:
-        infos = run_chapters(slugs, jobs=jobs, scale=a.scale, seed=a.seed, device=a.device, params=params,
-                             out=a.out, root=root, record=a.record, verbose=a.verbose)
+        infos = run_chapters([(s, seed) for s in slugs for seed in seeds], jobs=jobs, on_done=on_done, scale=a.scale,
+                             device=a.device, params=params, out=a.out, root=root, record=a.record, verbose=a.verbose)
     except KeyboardInterrupt:
         print("\ninterrupted: chapters that had finished keep their results; no partial results.json was written", file=sys.stderr)
         return 130
     ok = [i for i in infos if i["ok"]]
     hold = sum(i["claims_hold"] for i in ok); total = sum(i["claims_total"] for i in ok)
-    print(f"{len(ok)}/{len(infos)} chapters executed, {hold}/{total} claims hold, {time.time() - t0:.1f} s"
+    print(f"{len(ok)}/{len(infos)} chapter runs executed, {hold}/{total} claims hold, {time.time() - t0:.1f} s"
           + ("; recorded as the reference" if a.record and ok else ""))
     if a.record and ok: write_report(root)
     return 0 if len(ok) == len(infos) else 1

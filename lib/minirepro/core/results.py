@@ -21,7 +21,7 @@ from .repro import Run, find_root, paper_dir, load_paper, UnknownName
 __all__ = ['OPS', 'ROUNDOFF_FLOOR', 'PROVENANCE_PACKAGES', 'FIG_DPI', 'DEFAULT_TOL', 'Claim', 'check_claims', 'fmt',
            'format_table', 'print_table', 'claims_table', 'provenance', 'atomic_write_text', 'atomic_write_json',
            'save_figure', 'finish', 'tolerance_for', 'compare_results', 'compare_figures', 'recorded_paths',
-           'load_recorded', 'verify_run', 'record_run']
+           'load_recorded', 'verify_run', 'record_run', 'seeds_path', 'record_seed', 'seed_summary']
 
 # %% ../../../nbs/core/results.ipynb #d1796168
 def _plain(x):
@@ -251,3 +251,26 @@ def record_run(slug: str, run_dir, scale: str = "ci", root=None) -> Path:
         if old.name not in new: old.unlink()
     for name in sorted(new): shutil.copyfile(run_dir/"figures"/name, fig_dir/name)
     return res_path
+
+# %% ../../../nbs/core/results.ipynb #9a3e939b
+def seeds_path(slug: str, scale: str = "ci", root=None) -> Path:
+    "Where the per-seed claim outcomes of `slug` at `scale` are recorded."
+    return paper_dir(slug, root)/"results"/f"seeds-{scale}.json"
+
+def record_seed(slug: str, run_dir, scale: str = "ci", root=None) -> Path:
+    "Add the claim outcomes of the run in `run_dir` to the per-seed record of `slug` (one entry per seed)."
+    res = json.loads((Path(run_dir)/"results.json").read_text())
+    p = seeds_path(slug, scale, root)
+    data = json.loads(p.read_text()) if p.exists() else {"slug": slug, "scale": scale, "seeds": {}}
+    data["seeds"][str(res["seed"])] = {"claims": {c["id"]: {"holds": c["holds"], "measured": c["measured"]} for c in res["claims"]},
+                                       "git_commit": res["provenance"].get("git_commit")}
+    data["seeds"] = dict(sorted(data["seeds"].items(), key=lambda kv: int(kv[0])))
+    atomic_write_json(p, data)
+    return p
+
+def seed_summary(slug: str, scale: str = "ci", root=None):
+    "(seeds where every claim held, seeds recorded), or None when no seeds are recorded."
+    p = seeds_path(slug, scale, root)
+    if not p.exists(): return None
+    seeds = json.loads(p.read_text())["seeds"]
+    return sum(all(c["holds"] for c in s["claims"].values()) for s in seeds.values()), len(seeds)

@@ -9,10 +9,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..core.lm import n_params
+from ..core.train import train
+
 # %% auto #0
 __all__ = ['MIXERS', 'BANDS', 'combine', 'associative_scan', 'scan_attention', 'naive_prefix_attention', 'init_state',
            'rnn_update', 'AarenAttention', 'CausalSelfAttention', 'Block', 'Stack', 'state_bytes', 'make_forecasting',
-           'make_classification', 'SeriesModel', 'GRUModel', 'n_params', 'fit', 'stream']
+           'make_classification', 'SeriesModel', 'GRUModel', 'stream']
 
 # %% ../../../nbs/papers/aaren.ipynb #f2acac56
 def combine(a: tuple, b: tuple) -> tuple:
@@ -192,25 +195,6 @@ class GRUModel(nn.Module):
         self.gru, self.head = nn.GRU(1, d, batch_first=True), nn.Linear(d, n_out)
 
     def forward(self, x): return self.head(self.gru(x.unsqueeze(-1))[0][:, -1])
-
-def n_params(model: nn.Module) -> int:
-    "Number of trainable parameters."
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-def fit(model: nn.Module, X, Y, loss_fn, steps: int, batch: int, lr: float, seed: int, log_every: int = 10) -> list:
-    "Train with AdamW, a one-cycle schedule and clipping on batches from a seeded generator; returns (model in eval mode, losses every `log_every` steps)."
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    dev, losses = next(model.parameters()).device, []
-    model.train()
-    for step in range(steps):
-        idx = torch.randint(0, len(X), (batch,), generator=g)
-        loss = loss_fn(model(X[idx].to(dev)), Y[idx].to(dev))
-        opt.zero_grad(set_to_none=True); loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
-        if step % log_every == 0 or step == steps - 1: losses.append(loss.item())
-    return model.eval(), losses
 
 # %% ../../../nbs/papers/aaren.ipynb #aed40c7d
 @torch.no_grad()
