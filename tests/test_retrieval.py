@@ -1,0 +1,115 @@
+import math
+
+import pytest
+import torch
+
+from minirepro.core.retrieval import (BM25, BagTower, BiEncoder, WordVocab, cached_embeddings, exact_search,
+                                      hard_negatives, info_nce, ir_metrics, pseudo_words, random_negatives,
+                                      stdlib_code_search, synth_ir, to_qrels, to_run)
+
+torch.set_num_threads(1)
+
+
+def test_bm25_ranks_the_exact_match_first():
+    docs = ["the cat sat on the mat", "dogs run in the park", "a cat and a dog play", "python sorts lists quickly"]
+    idx, scores = BM25(docs).search(["running dogs", "sorting python lists", "mat"], k=2)
+    assert idx[:, 0].tolist() == [1, 3, 0] and (scores[:, 0] > 0).all()  # stemming: running -> run, sorting -> sort
+    assert BM25(docs, stemmer=None).search(["running"], k=1)[1][0, 0] == 0  # no stemmer: no match
+
+
+def test_metrics_equal_hand_computed_values():
+    ranked = [[3, 1, 2, 0], [0, 1, 2, 3], [2, 3, 0, 1]]
+    qrels = [[1], [0, 2], [1]]
+    m = ir_metrics(ranked, qrels, ("RR@10", "R@2", "AP", "nDCG@10"))
+    rr = (1 / 2 + 1 / 1 + 1 / 4) / 3
+    ap = ((1 / 2) + (1 + 2 / 3) / 2 + (1 / 4)) / 3
+    ndcg_q1 = 1 / math.log2(3)
+    ndcg_q2 = (1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    ndcg_q3 = 1 / math.log2(5)
+    assert m["RR@10"] == pytest.approx(rr) and m["R@2"] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert m["AP"] == pytest.approx(ap) and m["nDCG@10"] == pytest.approx((ndcg_q1 + ndcg_q2 + ndcg_q3) / 3)
+
+
+def test_run_scores_keep_our_order():
+    run = to_run([[5, 2, 9]], doc_ids=[f"d{i}" for i in range(10)])
+    assert list(run["0"]) == ["d5", "d2", "d9"] and run["0"]["d5"] > run["0"]["d2"] > run["0"]["d9"]
+    assert to_qrels([[1, 2]]) == {"0": {"1": 1, "2": 1}}
+
+
+def test_exact_search_equals_brute_force():
+    g = torch.Generator().manual_seed(0)
+    Q, D = torch.randn(37, 16, generator=g), torch.randn(500, 16, generator=g)
+    s, i = exact_search(Q, D, k=7, batch_size=5)
+    full = Q @ D.T
+    assert torch.equal(i, full.argsort(dim=1, descending=True)[:, :7]) and torch.allclose(s, full.gather(1, i))
+    assert exact_search(Q, D[:3], k=10)[1].shape == (37, 3)
+
+
+def test_samplers_never_return_a_positive():
+    g = torch.Generator().manual_seed(0)
+    pos = [[0], [1, 2], [3]]
+    neg = random_negatives(pos, n_docs=5, k=50, g=g)
+    assert all(int(n) not in p for row, p in zip(neg, pos) for n in row)
+    ranked = torch.tensor([[0, 4, 3, 2], [2, 1, 0, 4], [3, 3, 1, 0]])
+    hard = hard_negatives(ranked, pos, k=2)
+    assert hard.tolist() == [[4, 3], [0, 4], [1, 0]]
+    assert all(int(n) not in p for row, p in zip(hard_negatives(ranked, pos, k=2, g=g), pos) for n in row)
+    with pytest.raises(ValueError, match="non-positive candidates"):
+        hard_negatives(ranked, pos, k=4)
+
+
+def test_info_nce():
+    q = torch.eye(3)
+    assert info_nce(q, q * 20, temperature=1.0).item() < 1e-6           # positives far ahead of in-batch negatives
+    assert info_nce(q, torch.zeros(3, 3), in_batch=True).item() == pytest.approx(math.log(3))
+    neg = torch.zeros(3, 4, 3)
+    assert info_nce(q, torch.zeros(3, 3), neg, in_batch=False).item() == pytest.approx(math.log(5))
+
+
+def test_synth_ir_is_deterministic_and_hard():
+    a, b, c = synth_ir(n_topics=4, docs_per_topic=20, n_train=50, n_test=20, seed=1), synth_ir(n_topics=4, docs_per_topic=20, n_train=50, n_test=20, seed=1), synth_ir(n_topics=4, docs_per_topic=20, n_train=50, n_test=20, seed=2)
+    assert a.docs == b.docs and a.test_queries == b.test_queries and a.docs != c.docs
+    assert len(a.docs) == 80 and len(a.train_queries) == 50 and all(len(r) == 1 for r in a.test_qrels)
+    assert len(set(pseudo_words(500, __import__("random").Random(0)))) == 500
+    # documents of a topic share its words: the query's topic words match many documents
+    topic = a.meta["topic_of"]
+    assert sum(topic[d] == topic[a.test_qrels[0][0]] for d in range(80)) == 20
+
+
+def test_stdlib_corpus_is_deterministic_and_well_formed(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIREPRO_CACHE", str(tmp_path))
+    a = stdlib_code_search(n_test=200, seed=0)
+    b = stdlib_code_search(n_test=200, seed=0)  # from the cache
+    assert a.docs == b.docs and a.test_queries == b.test_queries and len(list(tmp_path.glob("stdlib-*.json"))) == 1
+    assert len(a.docs) > 2000 and len(a.test_queries) == 200 and len(set(a.doc_ids)) == len(a.doc_ids)
+    assert a.meta["python"].count(".") == 2
+    assert len(set(a.test_queries) | set(a.train_queries)) == len(a.docs)  # one unambiguous query per function
+    i = a.test_qrels[0][0]
+    assert a.docs[i].lstrip().startswith(("def ", "async def ", "@")) and a.test_queries[0] not in a.docs[i]
+
+
+def test_bag_biencoder_learns_to_retrieve():
+    S = synth_ir(n_topics=4, docs_per_topic=25, n_train=800, n_test=100, seed=0)
+    torch.manual_seed(0)
+    enc = BiEncoder(BagTower(WordVocab(S.docs + S.train_queries), d=32))
+    before = ir_metrics(exact_search(enc.encode_queries(S.test_queries).detach(), enc.index(S.docs), 10)[1], S.test_qrels)
+    opt = torch.optim.Adam(enc.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    for step in range(150):
+        b = torch.randint(0, len(S.train_queries), (32,), generator=g).tolist()
+        q = enc.encode_queries([S.train_queries[i] for i in b])
+        pos = enc.encode_docs([S.docs[S.train_qrels[i][0]] for i in b])
+        loss = info_nce(q, pos, temperature=0.1)
+        opt.zero_grad(); loss.backward(); opt.step()
+    after = ir_metrics(exact_search(enc.encode_queries(S.test_queries).detach(), enc.index(S.docs), 10)[1], S.test_qrels)
+    assert after["RR@10"] > before["RR@10"] + 0.2  # 0.13 untrained -> 0.39 after 150 steps (BM25: 0.64)
+
+
+def test_embedding_cache(tmp_path):
+    calls = []
+    def enc(texts):
+        calls.append(len(texts)); return torch.arange(len(texts), dtype=torch.float)[:, None]
+    a = cached_embeddings("m/x", ["a", "b"], enc, folder=tmp_path)
+    b = cached_embeddings("m/x", ["a", "b"], enc, folder=tmp_path)
+    c = cached_embeddings("m/x", ["a", "c"], enc, folder=tmp_path)
+    assert torch.equal(a, b) and calls == [2, 2] and len(list(tmp_path.iterdir())) == 2
