@@ -113,3 +113,32 @@ def test_embedding_cache(tmp_path):
     b = cached_embeddings("m/x", ["a", "b"], enc, folder=tmp_path)
     c = cached_embeddings("m/x", ["a", "c"], enc, folder=tmp_path)
     assert torch.equal(a, b) and calls == [2, 2] and len(list(tmp_path.iterdir())) == 2
+
+
+def test_lambda_rr_loss_weights_by_reciprocal_rank_change():
+    from minirepro.core.retrieval import lambda_rr_loss
+    scores = torch.tensor([[3.0, 2.0, 1.0, 0.0]], requires_grad=True)
+    loss = lambda_rr_loss(scores, torch.tensor([0]), torch.tensor([[1, 3]]))
+    expected = (1 - 1 / 2) * math.log1p(math.exp(-1)) + (1 - 1 / 4) * math.log1p(math.exp(-3))
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    assert scores.grad[0, 0] < 0 and scores.grad[0, 1] > 0 and scores.grad[0, 2] == 0
+
+
+def test_train_biencoder_checks_its_arguments_and_adore_keeps_the_index():
+    from minirepro.core.retrieval import evaluate_biencoder, train_biencoder
+    S = synth_ir(n_topics=3, docs_per_topic=20, n_train=300, n_test=60, seed=0)
+    torch.manual_seed(0)
+    enc = BiEncoder(BagTower(WordVocab(S.docs + S.train_queries), d=16))
+    args = (enc, S.docs, S.train_queries, S.train_qrels, 5)
+    with pytest.raises(ValueError, match="unknown negatives"): train_biencoder(*args, negatives="hardest")
+    with pytest.raises(ValueError, match="need `hard`"): train_biencoder(*args, negatives="static")
+    with pytest.raises(ValueError, match="fixed_docs"): train_biencoder(*args, lambda_rr=True)
+    D = enc.index(S.docs).clone()
+    before = evaluate_biencoder(enc, S.docs, S.train_queries, S.train_qrels, D=D)
+    train_biencoder(enc, S.docs, S.train_queries, S.train_qrels, 60, batch_size=32, lr=3e-2, negatives="dynamic",
+                    n_neg=4, in_batch=False, fixed_docs=D, lambda_rr=True)
+    after = evaluate_biencoder(enc, S.docs, S.train_queries, S.train_qrels, D=D)
+    assert after["RR@10"] > before["RR@10"] + 0.1  # the query side learns against the frozen index
+    for neg in ("none", "random", "dynamic"):  # every sampler runs with a trainable document side too
+        assert len(train_biencoder(enc, S.docs, S.train_queries, S.train_qrels, 3, batch_size=8, negatives=neg, n_neg=2)) == 2

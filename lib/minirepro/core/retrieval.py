@@ -24,7 +24,8 @@ warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto without ipy
 # %% auto #0
 __all__ = ['DEFAULT_METRICS', 'RetrievalSet', 'pseudo_words', 'synth_ir', 'cache_dir', 'stdlib_code_search', 'BM25',
            'exact_search', 'to_run', 'to_qrels', 'ir_metrics', 'text_key', 'cached_embeddings', 'WordVocab', 'BagTower',
-           'BiEncoder', 'info_nce', 'random_negatives', 'hard_negatives']
+           'BiEncoder', 'info_nce', 'random_negatives', 'hard_negatives', 'lambda_rr_loss', 'train_biencoder',
+           'evaluate_biencoder']
 
 # %% ../../../nbs/core/retrieval.ipynb #0bd0670f
 @dataclass
@@ -303,3 +304,62 @@ def hard_negatives(ranked, positives: list, k: int, g: torch.Generator = None, d
         if g is not None: cand = [cand[j] for j in torch.randperm(len(cand), generator=g)[:k].tolist()]
         out[i] = torch.tensor(cand[:k])
     return out
+
+# %% ../../../nbs/core/retrieval.ipynb #1bf63ff4
+def lambda_rr_loss(scores: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    "ADORE-style pairwise loss: softplus(s_neg - s_pos) weighted by |1/rank_pos - 1/rank_neg| under the current `scores` (B, n_docs)."
+    s_pos = scores.gather(1, pos[:, None])
+    s_neg = scores.gather(1, neg)
+    with torch.no_grad():
+        rank = lambda s: 1 + (scores > s).sum(1, keepdim=True).float() if s.shape[1] == 1 else 1 + (scores[:, None, :] > s[:, :, None]).sum(-1).float()
+        w = (1 / rank(s_pos) - 1 / rank(s_neg)).abs()
+    return (w * F.softplus(s_neg - s_pos)).sum(1).mean()
+
+def train_biencoder(enc: BiEncoder, docs: list, queries: list, qrels: list, steps: int, batch_size: int = 64,
+                    lr: float = 1e-3, negatives: str = "none", n_neg: int = 4, in_batch: bool = True, hard=None,
+                    fixed_docs: torch.Tensor = None, lambda_rr: bool = False, temperature: float = 1.0, seed: int = 0) -> list:
+    "Contrastive training of `enc` on (query, positive) pairs with the chosen negatives; returns the loss every 10 steps."
+    if negatives not in ("none", "random", "static", "dynamic"):
+        raise ValueError(f"unknown negatives {negatives!r}; valid: none, random, static, dynamic")
+    if negatives == "static" and hard is None: raise ValueError("static negatives need `hard`: a ranking per training query")
+    if lambda_rr and fixed_docs is None: raise ValueError("lambda_rr needs fixed_docs (the ADORE setting)")
+    g = torch.Generator().manual_seed(seed)
+    params = list((enc.q if fixed_docs is not None else enc).parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    positives = [list(r) for r in qrels]
+    losses, n = [], len(queries)
+    enc.train()
+    for step in range(steps):
+        b = torch.randint(0, n, (batch_size,), generator=g).tolist()
+        pos = torch.tensor([positives[i][0] for i in b])
+        q = enc.encode_queries([queries[i] for i in b])
+        if fixed_docs is not None:
+            scores = q @ fixed_docs.T
+            if negatives == "dynamic": neg = hard_negatives(scores.detach().topk(n_neg + 8, dim=1).indices, [positives[i] for i in b], n_neg)
+            elif negatives == "random": neg = random_negatives([positives[i] for i in b], len(docs), n_neg, g)
+            elif negatives == "static": neg = hard_negatives(torch.as_tensor(hard)[b], [positives[i] for i in b], n_neg, g)
+            else: neg = None
+            if lambda_rr: loss = lambda_rr_loss(scores, pos, neg)
+            else: loss = info_nce(q, fixed_docs[pos], fixed_docs[neg] if neg is not None else None, temperature, in_batch)
+        else:
+            if negatives == "random": neg = random_negatives([positives[i] for i in b], len(docs), n_neg, g)
+            elif negatives == "static": neg = hard_negatives(torch.as_tensor(hard)[b], [positives[i] for i in b], n_neg, g)
+            elif negatives == "dynamic":
+                with torch.no_grad(): D = enc.index(docs)
+                neg = hard_negatives(exact_search(q.detach(), D, n_neg + 8)[1], [positives[i] for i in b], n_neg)
+            else: neg = None
+            d_pos = enc.encode_docs([docs[i] for i in pos.tolist()])
+            d_neg = enc.encode_docs([docs[i] for i in neg.flatten().tolist()]).view(batch_size, n_neg, -1) if neg is not None else None
+            loss = info_nce(q, d_pos, d_neg, temperature, in_batch)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        if step % 10 == 0 or step == steps - 1: losses.append(loss.item())
+    enc.eval()
+    return losses
+
+def evaluate_biencoder(enc: BiEncoder, docs: list, queries: list, qrels: list, k: int = 100, D: torch.Tensor = None,
+                       metrics=("RR@10", "R@100")) -> dict:
+    "IR metrics of `enc` by exact search over `docs` (or the given document embeddings `D`)."
+    with torch.no_grad():
+        D = enc.index(docs) if D is None else D
+        Q = torch.cat([enc.encode_queries(queries[i:i + 1024]) for i in range(0, len(queries), 1024)])
+    return ir_metrics(exact_search(Q, D, k)[1], qrels, metrics)
