@@ -50,9 +50,11 @@ seeds: $(STAMP)
 	@test -n "$(PAPER)" || { echo "usage: make seeds PAPER=slug [SEEDS='0 1 2 3 4']"; exit 2; }
 	for s in $(SEEDS); do $(BIN)/minirepro run $(PAPER) --seed $$s || exit 1; done
 
-# training throughput of the book's trainer + LM against a bare PyTorch loop (writes benchmarks/results.json)
+# training throughput of the book's trainer + LM against a bare PyTorch loop (benchmarks/results.json), and
+# retrieval throughput: MiniLM encoding, exact search, BM25 (benchmarks/retrieval.json)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_retrieval.py
 
 clean:
 	rm -rf build _build

@@ -142,3 +142,17 @@ def test_train_biencoder_checks_its_arguments_and_adore_keeps_the_index():
     assert after["RR@10"] > before["RR@10"] + 0.1  # the query side learns against the frozen index
     for neg in ("none", "random", "dynamic"):  # every sampler runs with a trainable document side too
         assert len(train_biencoder(enc, S.docs, S.train_queries, S.train_qrels, 3, batch_size=8, negatives=neg, n_neg=2)) == 2
+
+
+def test_minilm_tower_encodes_and_can_be_fine_tuned():
+    from minirepro.core.retrieval import SentenceTower, minilm
+    tower = SentenceTower(minilm(), max_length=64)
+    with torch.no_grad():
+        E = tower(["A man is eating food.", "A man is eating a piece of bread.", "The stock market fell today."])
+    assert E.shape == (3, 384) and torch.allclose(E.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert E[0] @ E[1] > 0.6 > 0.2 > E[0] @ E[2]
+    w = next(p for n, p in tower.named_parameters() if "word_embeddings" in n)
+    before = w.detach().clone()
+    loss = info_nce(tower(["eat food", "stocks fell"]), tower(["bread", "market"]), temperature=0.05)
+    loss.backward(); torch.optim.SGD(tower.parameters(), lr=1e-2).step()
+    assert not torch.equal(before, w.detach())

