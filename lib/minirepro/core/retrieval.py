@@ -19,6 +19,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import TqdmWarning
 
+from .results import atomic_write_text
+
 warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto without ipywidgets, imported by bm25s
 
 # %% auto #0
@@ -147,7 +149,7 @@ def stdlib_code_search(n_test: int = 500, min_words: int = 5, seed: int = 0) -> 
     if cache.exists(): items = json.loads(cache.read_text())
     else:
         items = _stdlib_functions(min_words)
-        tmp = cache.with_suffix(".tmp"); tmp.write_text(json.dumps(items)); os.replace(tmp, cache)
+        atomic_write_text(cache, json.dumps(items))  # parallel builders never see half a file
     order = list(range(len(items))); random.Random(f"stdlib-{seed}").shuffle(order)
     test, train = order[:n_test], order[n_test:]
     return RetrievalSet([it["code"] for it in items], [it["id"] for it in items], [items[i]["query"] for i in train],
@@ -224,7 +226,8 @@ def cached_embeddings(model_name: str, texts: list, encode, folder=None) -> torc
     path = folder/f"{model_name.replace('/', '_')}-{text_key(texts)}.pt"
     if path.exists(): return torch.load(path)
     E = torch.as_tensor(encode(texts))
-    tmp = path.with_suffix(".tmp"); torch.save(E, tmp); os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one temporary file per writer, then an atomic rename
+    torch.save(E, tmp); os.replace(tmp, path)
     return E
 
 # %% ../../../nbs/core/retrieval.ipynb #14e8cfb0
