@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PAPER ?=
 JOBS ?= 2
-SEEDS ?= 0 1 2 3 4
+SEEDS ?= 0-4
 STAMP := $(VENV)/.installed
 
 # nothing downloads at run time; figures render off-screen
@@ -45,10 +45,10 @@ export: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab nbs/
 
-# check a chapter's claims across seeds: make seeds PAPER=aaren
+# check a chapter's claims across seeds: make seeds PAPER=aaren [SEEDS=0-4]
 seeds: $(STAMP)
-	@test -n "$(PAPER)" || { echo "usage: make seeds PAPER=slug [SEEDS='0 1 2 3 4']"; exit 2; }
-	for s in $(SEEDS); do $(BIN)/minirepro run $(PAPER) --seed $$s || exit 1; done
+	@test -n "$(PAPER)" || { echo "usage: make seeds PAPER=slug [SEEDS=0-4]"; exit 2; }
+	$(BIN)/minirepro run $(PAPER) --seeds $(SEEDS) --jobs $(JOBS)
 
 # training throughput of the book's trainer + LM against a bare PyTorch loop (benchmarks/results.json), and
 # retrieval throughput: MiniLM encoding, exact search, BM25 (benchmarks/retrieval.json)
