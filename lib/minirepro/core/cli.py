@@ -69,6 +69,12 @@ class IPCKernelManager(AsyncKernelManager):
         # a unique socket prefix in the temp folder: parallel kernels never collide, and no socket lands in nbs/
         self.ip = os.path.join(tempfile.gettempdir(), f"minirepro-kernel-{uuid.uuid4().hex[:12]}")
 
+    async def _async_interrupt_kernel(self):
+        # jupyter_client interrupts every kernel before asking it to shut down, and ipykernel then logs a spurious
+        # "KeyboardInterrupt caught in kernel"; a kernel that is shutting down gets the shutdown request alone
+        # (a busy one is terminated shortly after it, as usual)
+        if not self.shutting_down: await super()._async_interrupt_kernel()
+
 def clean_executed(nb):
     "Drop papermill/nbclient bookkeeping from an executed notebook (keeps outputs, execution counts and tags)."
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]

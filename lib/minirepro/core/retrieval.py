@@ -335,10 +335,9 @@ def hard_negatives(ranked, positives: list, k: int, g: torch.Generator = None, d
 # %% ../../../nbs/core/retrieval.ipynb #10f673b4
 def lambda_rr_loss(scores: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     "ADORE-style pairwise loss: softplus(s_neg - s_pos) weighted by |1/rank_pos - 1/rank_neg| under the current `scores` (B, n_docs)."
-    s_pos = scores.gather(1, pos[:, None])
-    s_neg = scores.gather(1, neg)
+    s_pos, s_neg = scores.gather(1, pos[:, None]), scores.gather(1, neg)
     with torch.no_grad():
-        rank = lambda s: 1 + (scores > s).sum(1, keepdim=True).float() if s.shape[1] == 1 else 1 + (scores[:, None, :] > s[:, :, None]).sum(-1).float()
+        rank = lambda s: 1 + (scores[:, None, :] > s[:, :, None]).sum(-1).float()  # 1 + documents scored higher
         w = (1 / rank(s_pos) - 1 / rank(s_neg)).abs()
     return (w * F.softplus(s_neg - s_pos)).sum(1).mean()
 
