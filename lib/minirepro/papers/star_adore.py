@@ -7,8 +7,9 @@ from __future__ import annotations
 import copy
 import torch
 
+from ..core.assets import minilm
 from ..core.retrieval import (BM25, BagTower, BiEncoder, RetrievalSet, SentenceTower, WordVocab, evaluate_biencoder,
-                                      exact_search, ir_metrics, minilm, train_biencoder)
+                                      exact_search, ir_metrics, train_biencoder)
 
 # %% auto #0
 __all__ = ['mine_static', 'adore', 'code_search_arms']
