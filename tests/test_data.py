@@ -8,7 +8,7 @@ from minirepro.papers.teaching_arithmetic import carries
 
 def test_registry():
     assert {"addition", "multiplication"} <= set(TASKS)
-    with pytest.raises(UnknownName, match="valid tasks: addition, multiplication"):
+    with pytest.raises(UnknownName, match="valid tasks: addition, maze, multiplication"):
         make_task("subtraction")
 
 
@@ -52,3 +52,45 @@ def test_scoring():
 
 def test_carries():
     assert carries(128, 367) == 1 and carries(999, 1) == 3 and carries(0, 0) == 0 and carries(55, 45) == 2
+
+
+# --- mazes ---------------------------------------------------------------------------------------------------------
+
+from minirepro.core.data import Maze, dfs_maze_edges, is_valid_path, maze_path, parse_path, random_maze  # noqa: E402
+
+
+@pytest.mark.parametrize("n", [2, 4, 7])
+def test_dfs_maze_is_a_spanning_tree_of_the_grid(n):
+    import random
+    edges = dfs_maze_edges(n, random.Random(n))
+    assert len(edges) == n * n - 1
+    for a, b in edges:  # only neighbouring cells are joined
+        assert abs(a - b) == n or (abs(a - b) == 1 and a // n == b // n)
+    assert all(maze_path(edges, 0, c) is not None for c in range(n * n))  # connected, so a tree
+
+
+def test_maze_path_is_the_unique_walk_and_the_verifier_rejects_walls():
+    import random
+    m = random_maze(5, random.Random(0))
+    assert is_valid_path(m, list(m.path)) and m.path[0] == m.start and m.path[-1] == m.goal
+    assert len(set(m.path)) == len(m.path)  # no cell twice
+    walls = [(a, b) for a in range(25) for b in (a + 1, a + 5) if b < 25 and (b != a + 1 or b % 5)
+             and frozenset((a, b)) not in {frozenset(e) for e in m.edges}]
+    a, b = walls[0]
+    assert not is_valid_path(Maze(5, m.edges, a, b, (a, b)), [a, b])
+    assert not is_valid_path(m, list(m.path[:-1])) and not is_valid_path(m, [])
+    assert maze_path([(0, 1)], 0, 2) is None
+
+
+def test_maze_task_text_format_split_and_scoring():
+    t = make_task("maze", n=3, n_train=300, n_test=50, seed=1)
+    assert not {e.prompt for e in t.train} & {e.prompt for e in t.test}
+    assert t.test == make_task("maze", n=3, n_train=300, n_test=50, seed=1).test
+    assert t.test != make_task("maze", n=3, n_train=300, n_test=50, seed=2).test
+    e, m = t.test[0], t.params["mazes_test"][0]
+    words = e.prompt.split()
+    assert len(words) == 2 * 8 + 5 and words[-5:] == ["S", f"c{m.start}", "G", f"c{m.goal}", "P"]
+    assert len(e.answer.split()) == 10 and parse_path(e.answer) == list(m.path)
+    assert set(e.prompt.split() + e.answer.split()) <= set(t.params["vocab"])
+    assert t.score([x.answer for x in t.test])["acc"] == 1.0
+    assert parse_path("c1 c2 x E") is None and parse_path("E c1") == []
