@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core.lm import n_params, tiny_llama
+from ..core.lm import VectorLM, n_params
 
 # %% auto #0
 __all__ = ['CLASSES', 'boolean_prompts', 'ICLTransformer', 'LSTMLearner', 'train_icl', 'predict', 'elimination',
@@ -47,17 +47,13 @@ def _tokens(x, y):
     return torch.cat([x, y_prev[..., None]], -1)
 
 class ICLTransformer(nn.Module):
-    "A causal Llama over (x_t, y_{t-1}) tokens predicting y_t at every position."
+    "A causal Llama (`VectorLM`) over (x_t, y_{t-1}) tokens predicting y_t at every position."
     def __init__(self, n: int, d: int = 64, layers: int = 2, heads: int = 4, points: int = 40, seed: int = 0):
         super().__init__()
-        torch.manual_seed(seed)
-        self.inp, self.out = nn.Linear(n + 1, d), nn.Linear(d, 1)
-        self.body = tiny_llama(2, d=d, layers=layers, heads=heads, ctx=points + 1, seed=seed).model
-        self.body.embed_tokens.requires_grad_(False)   # inputs come in as vectors
+        self.net = VectorLM(n + 1, 1, d=d, layers=layers, heads=heads, ctx=points + 1, seed=seed)
 
     def forward(self, x, y):
-        h = self.body(inputs_embeds=self.inp(_tokens(x, y))).last_hidden_state
-        return self.out(h)[..., 0]
+        return self.net(_tokens(x, y))[..., 0]
 
 class LSTMLearner(nn.Module):
     "The same interface with a single-layer LSTM."
