@@ -94,3 +94,45 @@ def test_maze_task_text_format_split_and_scoring():
     assert set(e.prompt.split() + e.answer.split()) <= set(t.params["vocab"])
     assert t.score([x.answer for x in t.test])["acc"] == 1.0
     assert parse_path("c1 c2 x E") is None and parse_path("E c1") == []
+
+
+# --- grid mazes and A* ---------------------------------------------------------------------------------------------
+
+from minirepro.core.data import GridMaze, astar, astar_text, grid_maze, is_optimal_plan, parse_plan  # noqa: E402
+
+
+def _bfs_len(m):
+    from collections import deque
+    seen, q = {m.start: 0}, deque([m.start])
+    while q:
+        p = q.popleft()
+        for r in m.neighbours(p):
+            if r not in seen: seen[r] = seen[p] + 1; q.append(r)
+    return seen.get(m.goal)
+
+
+def test_astar_finds_shortest_plans_on_random_grids():
+    import random
+    rng = random.Random(0)
+    for _ in range(200):
+        m = grid_maze(6, rng, wall_p=0.3)
+        trace, plan = astar(m)
+        assert len(plan) - 1 == _bfs_len(m) and is_optimal_plan(m, plan)
+        closes = [e for e in trace if e[0] == "close"]
+        assert closes[-1][1] == m.goal and trace[0] == ("create", m.start, 0, abs(m.start[0] - m.goal[0]) + abs(m.start[1] - m.goal[1]))
+        assert all(c + h >= closes[0][2] + closes[0][3] for _, _, c, h in closes)  # f never below the start's (consistent h)
+    assert astar(GridMaze(3, frozenset({(0, 1), (1, 0), (1, 1)}), (0, 0), (2, 2)))[1] is None
+
+
+def test_astar_text_and_plan_checker():
+    import random
+    m = grid_maze(5, random.Random(3), min_plan=3)
+    prompt, trace, plan = astar_text(m)
+    assert prompt.startswith(f"start {m.start[0]} {m.start[1]} goal {m.goal[0]} {m.goal[1]}")
+    assert prompt.count("wall") == len(m.walls) and trace.split()[0] == "create" and plan.count("plan") >= 4
+    cells = parse_plan(plan)
+    assert is_optimal_plan(m, cells)
+    detour = cells[:1] + [c for c in m.neighbours(cells[0]) if c != cells[1]][:1] + cells[:1] + cells[1:]
+    assert not is_optimal_plan(m, detour)                       # valid moves but longer
+    assert not is_optimal_plan(m, [m.start, m.goal]) or len(cells) == 2
+    assert parse_plan("plan 1 x") is None and parse_plan("no route found") == []
