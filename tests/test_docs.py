@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from minirepro.core.docs import CONF, FOUNDATIONS, build_site, check_links, sphinx_build, stage_site
+from minirepro.core.docs import CONF, build_site, check_links, foundation_names, sphinx_build, stage_site
 from minirepro.core.repro import book_index, chapter_slugs, find_root
 
 ROOT = find_root()
@@ -19,7 +19,9 @@ def site():
 
 def test_every_page_is_built(site):
     for slug in chapter_slugs(ROOT): assert (site/"papers"/f"{slug}.html").exists(), slug
-    for n in FOUNDATIONS:
+    names = foundation_names(ROOT)
+    assert set(names) == {p.stem for p in (ROOT/"nbs"/"core").glob("*.ipynb")}  # none left out of the site
+    for n in names:
         assert (site/"core"/f"{n}.html").exists() and (site/"api"/f"{n}.html").exists(), n
     parts = {p["part"] for p in book_index(ROOT)}
     assert len(parts) == 9 and all((site/"parts"/f"{p}.html").exists() for p in parts)
@@ -141,3 +143,9 @@ def test_browser_renders_a_chapter(browser, served):
     browser.execute_script("document.querySelectorAll('img')[0].scrollIntoView()")
     assert browser.save_screenshot(str(OUT/"aaren.png"))
     assert (OUT/"aaren.png").stat().st_size > 10_000
+
+
+def test_a_new_foundation_notebook_is_not_left_out(tmp_path):
+    core = tmp_path/"nbs"/"core"; core.mkdir(parents=True)
+    for n in ("lm", "zeta", "repro", "alpha"): (core/f"{n}.ipynb").write_text("{}")
+    assert foundation_names(tmp_path) == ["repro", "lm", "alpha", "zeta"]
