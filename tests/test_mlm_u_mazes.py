@@ -55,7 +55,7 @@ def test_decoders_fill_every_slot(setup3):
     assert len(out) == len(prompts) and all(len(o.split()) == 10 and MASK not in o.split() for o in out)
     nt = nt_decode(model, tok, prompts, slots=10)
     assert len(nt) == len(prompts) and all(o.endswith("E") for o in nt)
-    assert exact_paths(task, answers, task.params["mazes_test"]) == [True] * len(answers)
+    assert exact_paths(answers, task.params["mazes_test"]) == [True] * len(answers)
 
 
 def test_both_objectives_fit_a_few_mazes_and_match_parameters():

@@ -101,3 +101,24 @@ def test_lora_trains_only_adapter_weights():
         changed = not torch.equal(before[n], p.detach())
         if "lora_B" in n: assert changed, n           # adapters learn (B starts at zero, so it must move)
         elif "lora_" not in n: assert not changed, n  # everything else stays frozen
+
+
+def test_train_draws_fresh_batches_from_a_sampler():
+    "A function (step, generator) -> batch is called once per step with the seeded generator."
+    torch.manual_seed(0)
+    w_true = torch.randn(4, 1)
+    model = torch.nn.Linear(4, 1)
+    seen = []
+    def sample(step, g):
+        seen.append(step)
+        x = torch.randn(32, 4, generator=g)
+        return {"x": x, "y": x @ w_true}
+    loss = lambda m, b: torch.nn.functional.mse_loss(m(b["x"]), b["y"])
+    hist = train(model, sample, steps=200, batch_size=32, lr=0.05, schedule="constant", weight_decay=0.0, seed=1,
+                 loss_fn=loss, clip=0)
+    assert seen == list(range(200)) and hist.losses[-1] < 0.01 * hist.losses[0]
+    again = []
+    train(torch.nn.Linear(4, 1), lambda s, g: again.append(torch.randn(2, generator=g)) or sample(s, g), steps=3,
+          batch_size=32, lr=0.05, seed=1, loss_fn=loss)
+    first = torch.randn(2, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(again[0], first)   # the generator is seeded from `seed`

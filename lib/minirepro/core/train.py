@@ -70,26 +70,30 @@ def _progress(total, progress):
     from tqdm.auto import tqdm
     return tqdm(total=total, leave=False, dynamic_ncols=True)
 
-def train(model, data: dict, steps: int, batch_size: int, lr: float, *, schedule: str = "cosine", warmup: float = 0.05,
+def train(model, data, steps: int, batch_size: int, lr: float, *, schedule: str = "cosine", warmup: float = 0.05,
           min_lr_ratio: float = 0.1, weight_decay: float = 0.1, betas=(0.9, 0.95), clip: float = 1.0, seed: int = 0,
           loss_fn=default_loss, eval_fn=None, eval_every: int = None, target: tuple = None, log_every: int = 10,
           progress: bool = None) -> History:
-    "Train `model` on `data` (dict of equal-length tensors, e.g. from `sft_encode`) for `steps` AdamW steps."
+    """Train `model` for `steps` AdamW steps on `data`: a dict of equal-length tensors (e.g. from `sft_encode`), read in
+    a seeded random order, or a function `(step, generator) -> batch dict` that draws fresh examples at every step."""
     dev = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]; rest = [p for p in params if p.dim() < 2]  # no decay on norms and biases
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)  # one kernel for all updates
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}],
                             lr=lr, betas=betas, fused=fused or None)
-    n = len(next(iter(data.values())))
     g = torch.Generator().manual_seed(seed)
-    order, pos = torch.randperm(n, generator=g), 0
+    if not callable(data):
+        n = len(next(iter(data.values())))
+        order, pos = torch.randperm(n, generator=g), 0
     hist, bar, t0 = History(), _progress(steps, progress), time.perf_counter()
     model.train()
     for step in range(steps):
-        if pos + batch_size > n: order, pos = torch.randperm(n, generator=g), 0
-        idx = order[pos:pos + batch_size]; pos += batch_size
-        batch = {k: v[idx] for k, v in data.items()}
+        if callable(data): batch = data(step, g)
+        else:
+            if pos + batch_size > n: order, pos = torch.randperm(n, generator=g), 0
+            idx = order[pos:pos + batch_size]; pos += batch_size
+            batch = {k: v[idx] for k, v in data.items()}
         if "attention_mask" in batch:  # trim the padding columns no row of this batch needs
             T = int(batch["attention_mask"].sum(-1).max())
             batch = {k: (v[..., :T] if v.dim() >= 2 and v.shape[-1] >= T else v) for k, v in batch.items()}

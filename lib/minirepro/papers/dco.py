@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..core.train import train
+
 # %% auto #0
 __all__ = ['NS', 'pass_at_n', 'pass_at_k', 'log1mexp', 'dco_loss', 'dco_weight', 'teacher_student', 'student', 'evaluate',
            'train_arm']
@@ -73,11 +75,11 @@ def train_arm(data: dict, loss: str, hidden: int, classes: int, epochs: int, lr:
         raise ValueError(f"unknown loss {loss!r}; valid: ce, dco<N> (e.g. dco64)")
     d = {k: v.to(device) for k, v in data.items()}
     m = student(d["x_train"].shape[1], hidden, classes, seed + 1).to(device)
-    opt = torch.optim.Adam(m.parameters(), lr=lr)
     curve = [(0, evaluate(m, d["x_test"], d["y_test"]))]
-    for ep in range(1, epochs + 1):
-        logits = m(d["x_train"])
-        l = F.cross_entropy(logits, d["y_train"]) if loss == "ce" else dco_loss(logits, d["y_train"], int(loss[3:]))
-        opt.zero_grad(set_to_none=True); l.backward(); opt.step()
-        if ep % eval_every == 0 or ep == epochs: curve.append((ep, evaluate(m, d["x_test"], d["y_test"])))
+    objective = (lambda z, y: F.cross_entropy(z, y)) if loss == "ce" else (lambda z, y: dco_loss(z, y, int(loss[3:])))
+    train_set = {"x": d["x_train"], "y": d["y_train"]}
+    hist = train(m, train_set, epochs, len(d["x_train"]), lr, schedule="constant", weight_decay=0.0, betas=(0.9, 0.999),
+                 clip=0, seed=seed, loss_fn=lambda model, b: objective(model(b["x"]), b["y"]),
+                 eval_fn=lambda model, ep: evaluate(model, d["x_test"], d["y_test"]), eval_every=eval_every)
+    curve += hist.evals
     return {"curve": curve, "final": curve[-1][1]}

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.lm import VectorLM
+from ..core.train import train
 
 # %% auto #0
 __all__ = ['digit_features', 'other_dataset', 'Tasks', 'sequences', 'tokens', 'learner', 'meta_train', 'position_accuracy']
@@ -67,8 +68,7 @@ def sequences(x, y, tasks: Tasks, batch: int, points: int, g: torch.Generator):
 
 def tokens(x, y, classes: int):
     "Token t = (x_t, one-hot y_{t-1}); the first token's label part is zero."
-    prev = torch.cat([torch.zeros_like(y[:, :1, None].expand(-1, -1, classes), dtype=x.dtype),
-                      F.one_hot(y[:, :-1], classes).to(x.dtype)], 1)
+    prev = torch.cat([x.new_zeros(len(y), 1, classes), F.one_hot(y[:, :-1], classes).to(x.dtype)], 1)
     return torch.cat([x, prev], -1)
 
 # %% ../../../nbs/papers/gpicl.ipynb #bd204269
@@ -78,19 +78,15 @@ def learner(dim: int, classes: int, d: int, layers: int, heads: int, points: int
 
 def meta_train(model, data: dict, tasks: Tasks, steps: int, batch: int, lr: float, points: int, seed: int,
                device="cpu") -> list:
-    "Train on sequences from the training images under `tasks`; returns (step, loss) every 25 steps."
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    C, losses = tasks.classes, []
-    model.train()
-    for step in range(steps):
+    "Train with the book's trainer on fresh sequences from the training images under `tasks`; (step, loss) every 25 steps."
+    C = tasks.classes
+    def sample(step, g):
         x, y = sequences(data["x_train"], data["y_train"], tasks, batch, points, g)
-        x, y = x.to(device), y.to(device)
-        loss = F.cross_entropy(model(tokens(x, y, C)).reshape(-1, C), y.reshape(-1))
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-        if step % 25 == 0 or step == steps - 1: losses.append((step, loss.item()))
-    model.eval()
-    return losses
+        return {"x": x, "y": y}
+    loss = lambda m, b: F.cross_entropy(m(tokens(b["x"], b["y"], C)).reshape(-1, C), b["y"].reshape(-1))
+    hist = train(model, sample, steps, batch, lr, schedule="constant", weight_decay=0.01, betas=(0.9, 0.999), clip=0,
+                 seed=seed, loss_fn=loss, log_every=25)
+    return list(zip(hist.steps, hist.losses))
 
 @torch.no_grad()
 def position_accuracy(model, x, y, tasks: Tasks, n: int, points: int, seed: int, device="cpu") -> torch.Tensor:

@@ -9,9 +9,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..core.lm import VectorLM, n_params
+from ..core.train import train
 
 # %% auto #0
-__all__ = ['CLASSES', 'boolean_prompts', 'ICLTransformer', 'LSTMLearner', 'train_icl', 'predict', 'elimination',
+__all__ = ['CLASSES', 'boolean_prompts', 'ICLTransformer', 'LSTMLearner', 'icl_loss', 'train_icl', 'predict', 'elimination',
            'nearest_neighbour', 'majority']
 
 # %% ../../../nbs/papers/icl-boolean.ipynb #d8f98874
@@ -65,23 +66,19 @@ class LSTMLearner(nn.Module):
     def forward(self, x, y):
         return self.out(self.lstm(self.inp(_tokens(x, y)))[0])[..., 0]
 
+def icl_loss(model, batch) -> torch.Tensor:
+    "Logistic loss of the prediction at every position of every prompt."
+    return F.binary_cross_entropy_with_logits(model(batch["x"], batch["y"]), (batch["y"] > 0).float())
+
 def train_icl(model, cls: str, steps: int, batch: int, lr: float, n: int, points: int, seed: int, force: float = 0.2,
               teaching: bool = False, device="cpu") -> list:
-    "Train on fresh prompts of `cls` at every step (AdamW, cosine decay); returns the losses every 50 steps."
-    g = torch.Generator().manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
-    model.train(); losses = []
-    for step in range(steps):
+    "Train with the book's trainer on fresh prompts of `cls` at every step (one-cycle schedule); (step, loss) every 50 steps."
+    def sample(step, g):
         x, y, _ = boolean_prompts(cls, batch, n, points, g, force, teaching)
-        x, y = x.to(device), y.to(device)
-        loss = F.binary_cross_entropy_with_logits(model(x, y), (y > 0).float())
-        opt.zero_grad(set_to_none=True); loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); sched.step()
-        if step % 50 == 0 or step == steps - 1: losses.append((step, loss.item()))
-    model.eval()
-    return losses
+        return {"x": x, "y": y}
+    hist = train(model, sample, steps, batch, lr, schedule="onecycle", warmup=0.1, weight_decay=0.0,
+                 betas=(0.9, 0.999), clip=1.0, seed=seed, loss_fn=icl_loss, log_every=50)
+    return list(zip(hist.steps, hist.losses))
 
 @torch.no_grad()
 def predict(model, x, y, chunk: int = 500) -> torch.Tensor:

@@ -34,7 +34,7 @@ def mlmu_loss(mask_id: int, generator: torch.Generator):
         rate = torch.rand(B, 1, generator=generator).to(ids.device)
         hide = (torch.rand(ids.shape, generator=generator).to(ids.device) < rate) & slots
         # at least one hidden slot per sequence
-        first = torch.where(slots.any(-1), slots.float().argmax(-1), 0)
+        first = torch.where(slots.any(-1), slots.float().argmax(-1), 0)   # answer slots are contiguous
         pick = (torch.rand(B, generator=generator).to(ids.device) * slots.sum(-1)).long() + first
         hide[torch.arange(B), pick] |= slots[torch.arange(B), pick]
         logits = model(input_ids=ids.masked_fill(hide, mask_id), attention_mask=full_attention(batch["attention_mask"]),
@@ -71,7 +71,7 @@ def nt_decode(model, tok, prompts: list, slots: int, batch_size: int = 256) -> l
     return [g + " E" for g in generate(model, tok, [p + " " for p in prompts], max_new_tokens=slots, stop=["E"],
                                        batch_size=batch_size)]
 
-def exact_paths(task: Task, generated: list, mazes: list) -> list:
+def exact_paths(generated: list, mazes: list) -> list:
     "Per maze, whether the generated path is exactly the maze's path."
     return [parse_path(g) == list(m.path) for g, m in zip(generated, mazes)]
 
@@ -92,7 +92,7 @@ def train_objective(task: Task, objective: str, d: int, layers: int, heads: int,
         if objective == "nt": return nt_decode(m, tok, [e.prompt for e in exs], slots)
         return mlmu_decode(m, tok, [e.prompt for e in exs], [e.answer for e in exs])
     def evaluate(m, step):
-        ok = exact_paths(task, answer(m, test[:eval_n]), mazes[:eval_n])
+        ok = exact_paths(answer(m, test[:eval_n]), mazes[:eval_n])
         return {"acc": sum(ok) / len(ok)}
     loss = None
     if objective == "mlmu":
@@ -100,6 +100,6 @@ def train_objective(task: Task, objective: str, d: int, layers: int, heads: int,
     hist = train(model, data, steps, batch, lr, schedule="cosine", warmup=warmup, weight_decay=weight_decay, seed=seed,
                  **({"loss_fn": loss} if loss else {}), eval_fn=evaluate, eval_every=eval_every)
     gen = answer(model, test)
-    ok = exact_paths(task, gen, mazes)
+    ok = exact_paths(gen, mazes)
     return {"acc": sum(ok) / len(ok), "correct": ok, "generated": gen, "curve": hist.evals, "losses": hist.losses,
             "params": n_params(model), "wall_s": hist.wall_s}
