@@ -136,3 +136,14 @@ def test_astar_text_and_plan_checker():
     assert not is_optimal_plan(m, detour)                       # valid moves but longer
     assert not is_optimal_plan(m, [m.start, m.goal]) or len(cells) == 2
     assert parse_plan("plan 1 x") is None and parse_plan("no route found") == []
+
+
+def test_compact_cells_write_one_token_per_cell_and_parse_back():
+    import random
+    m = grid_maze(5, random.Random(4), min_plan=3)
+    wide, compact = astar_text(m), astar_text(m, compact=True)
+    for a, b in zip(wide, compact):   # every cell loses one token: two coordinates become one word
+        assert len(a.split()) - len(b.split()) == sum(w.isdigit() for w in a.split()) // 2
+    assert compact[0].startswith(f"start r{m.start[0]}c{m.start[1]} goal r{m.goal[0]}c{m.goal[1]}")
+    assert parse_plan(compact[2]) == parse_plan(wide[2]) == astar(m)[1]
+    assert parse_plan("plan r1cx") is None and parse_plan("plan r1c2 plan") is None

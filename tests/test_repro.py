@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from minirepro.core import repro
-from minirepro.core.repro import (Preset, UnknownName, book_index, chapter_path, chapter_slugs, find_root, load_paper,
+from minirepro.core.repro import (Preset, UnknownName, book_index, chapter_path, chapter_slugs, claims_at, find_root, load_paper,
                                   resolve_device, run_dir, scale_names, scale_settings, seed_everything, setup)
 
 
@@ -57,6 +57,14 @@ def test_every_chapter_has_a_record_with_presets_for_every_scale():
         assert paper["claims"], slug
         for c in paper["claims"]:
             assert {"id", "statement", "paper_value", "metric", "op", "threshold"} <= set(c), (slug, c)
+            assert set(c.get("scales", [])) <= set(scale_names()), (slug, c["id"], "unknown scale")
+        assert all(claims_at(paper, sc) for sc in scale_names()), f"{slug}: every scale checks at least one claim"
+
+
+def test_a_run_checks_only_the_claims_of_its_scale(tmp_path):
+    paper = {"claims": [{"id": "a"}, {"id": "b", "scales": ["full"]}, {"id": "c", "scales": ["ci", "full"]}]}
+    assert [c["id"] for c in claims_at(paper, "ci")] == ["a", "c"]
+    assert [c["id"] for c in claims_at(paper, "full")] == ["a", "b", "c"]
 
 
 def test_preset_reads_as_attributes():
