@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from minirepro.core.knowledge import make_kb
+from minirepro.core.knowledge import answer_correct, make_kb
 from minirepro.core.lm import tiny_llama, word_tokenizer
-from minirepro.papers.physics_lm_3_1 import (ARMS, answer, corpus, name_states, pretrain_and_ask, probe_accuracy,
+from minirepro.papers.physics_lm_3_1 import (ARMS, corpus, name_states, pretrain_and_ask, probe_accuracy,
                                              qa_pairs)
 
 torch.set_num_threads(1)
@@ -50,4 +50,5 @@ def test_the_pipeline_answers_every_question(kb):
     assert {"memorised", "probe", "qa_train", "qa_test", "qa_test_by_attribute"} <= set(r)
     assert 0 <= r["qa_test"] <= 1 and set(r["probe"]) == set(kb.attributes)
     model = tiny_llama(len(tok), d=16, layers=1, heads=2, ctx=32, tok=tok, seed=0)
-    assert len(answer(model, tok, qa_pairs(kb, kb.people[:2]))) == 6
+    qa = qa_pairs(kb, kb.people[:2])
+    assert len(answer_correct(model, tok, [q for q, _ in qa], [a for _, a in qa])) == 6

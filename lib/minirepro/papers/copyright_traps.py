@@ -7,11 +7,10 @@ from __future__ import annotations
 import math
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from ..core.knowledge import inject
-from ..core.lm import n_params, tiny_llama
+from ..core.lm import n_params, sequence_logprobs, tiny_llama
 from ..core.train import train
 
 # %% auto #0
@@ -70,8 +69,7 @@ def model_loss(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     dev, out = next(model.parameters()).device, []
     for i in range(0, len(x), batch_size):
         b = x[i:i + batch_size].to(dev)
-        logits = model(input_ids=b).logits[:, :-1].float()
-        nll = F.cross_entropy(logits.transpose(1, 2), b[:, 1:], reduction="none").sum(-1)
+        nll = -sequence_logprobs(model, b, b)
         out.append(((nll + math.log(model.config.vocab_size)) / b.shape[1]).cpu())
     return torch.cat(out)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import random, statistics
 from dataclasses import dataclass, field
 
-from ..core.knowledge import KnowledgeBase, fact_sentence, make_kb, question
-from ..core.lm import generate, n_params, tiny_llama, word_tokenizer
+from ..core.knowledge import KnowledgeBase, answer_correct, fact_sentence, make_kb, question
+from ..core.lm import n_params, tiny_llama, word_tokenizer
 from ..core.train import lm_encode, train
 
 # %% auto #0
@@ -59,10 +59,9 @@ def corpus(w: LongTailWorld, bins, templates: int = 3, open_frac: float = 0.15, 
 def ask(model, tok, facts: list) -> tuple:
     "(closed-book, oracle-retrieval) correctness of the question about each (person, attribute) in `facts`."
     qs = [question(p, a) for p, a in facts]
-    closed = generate(model, tok, [q for q, _ in qs], max_new_tokens=1, batch_size=512)
-    rag = generate(model, tok, [f"{fact_sentence(p, a)} {q}" for (p, a), (q, _) in zip(facts, qs)], max_new_tokens=1,
-                   batch_size=512)
-    return ([o.strip() == ans for o, (_, ans) in zip(closed, qs)], [o.strip() == ans for o, (_, ans) in zip(rag, qs)])
+    answers = [ans for _, ans in qs]
+    return (answer_correct(model, tok, [q for q, _ in qs], answers),
+            answer_correct(model, tok, [f"{fact_sentence(p, a)} {q}" for (p, a), (q, _) in zip(facts, qs)], answers))
 
 def train_and_ask(texts: list, tok, facts: list, d: int, layers: int, heads: int, batch: int, epochs: int, lr: float,
                   seed: int = 0, device="cpu") -> dict:

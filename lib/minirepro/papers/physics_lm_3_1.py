@@ -8,12 +8,12 @@ import random, statistics
 import numpy as np
 import torch
 
-from ..core.knowledge import KnowledgeBase, biography, make_kb, question, value_accuracy
-from ..core.lm import generate, n_params, tiny_llama, word_tokenizer
+from ..core.knowledge import KnowledgeBase, answer_correct, biography, make_kb, question, value_accuracy
+from ..core.lm import n_params, tiny_llama, word_tokenizer
 from ..core.train import lm_encode, sft_encode, train
 
 # %% auto #0
-__all__ = ['ARMS', 'qa_pairs', 'corpus', 'name_states', 'probe_accuracy', 'answer', 'pretrain_and_ask']
+__all__ = ['ARMS', 'qa_pairs', 'corpus', 'name_states', 'probe_accuracy', 'pretrain_and_ask']
 
 # %% ../../../nbs/papers/physics-lm-3-1.ipynb #6d74be3d
 ARMS = ("single", "augmented", "mixed")
@@ -47,11 +47,6 @@ def probe_accuracy(X: np.ndarray, labels: list, folds: int = 5, seed: int = 0) -
     cv = (StratifiedKFold if counts.min() >= folds else KFold)(folds, shuffle=True, random_state=seed)
     return float(cross_val_score(LogisticRegression(max_iter=2000), X, labels, cv=cv).mean())
 
-def answer(model, tok, qa: list) -> list:
-    "Whether the greedy one-word answer to each question is right."
-    out = generate(model, tok, [q for q, _ in qa], max_new_tokens=1, batch_size=512)
-    return [o.strip() == a for o, (_, a) in zip(out, qa)]
-
 def pretrain_and_ask(kb: KnowledgeBase, arm: str, tok, train_people: list, test_people: list, d: int, layers: int,
                      heads: int, steps: int, batch: int, lr: float, ft_steps: int, ft_lr: float, multi: int = 5,
                      seed: int = 0, device="cpu") -> dict:
@@ -62,13 +57,13 @@ def pretrain_and_ask(kb: KnowledgeBase, arm: str, tok, train_people: list, test_
                        seed=seed).to(device)
     pre = train(model, data, steps, batch, lr, seed=seed)
     values = {v for vs in kb.values.values() for v in vs}
-    bios = [t for t in texts if not t.endswith("?")] if arm != "mixed" else texts[:len(kb.people)]
+    bios = texts[:len(kb.people)] if arm == "mixed" else texts   # the mixed corpus ends with its QA pairs
     memorised = value_accuracy(model, tok, bios, values)
     H = name_states(model, tok, kb.people)
     probe = {a: probe_accuracy(H, [p[a] for p in kb.people], seed=seed) for a in kb.attributes}
     qa_tr, qa_te = qa_pairs(kb, train_people), qa_pairs(kb, test_people)
     ft = train(model, sft_encode(tok, [q for q, _ in qa_tr], [a for _, a in qa_tr]), ft_steps, batch, ft_lr, seed=seed)
-    ok_tr, ok_te = answer(model, tok, qa_tr), answer(model, tok, qa_te)
+    ok_tr, ok_te = (answer_correct(model, tok, [q for q, _ in qa], [a for _, a in qa]) for qa in (qa_tr, qa_te))
     k = len(kb.attributes)   # qa pairs run person by person, attribute by attribute
     per_attr = {a: statistics.mean(ok_te[j::k]) for j, a in enumerate(kb.attributes)}
     return {"memorised": memorised, "probe": probe, "qa_train": statistics.mean(ok_tr), "qa_test": statistics.mean(ok_te),
