@@ -5,8 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from minirepro.papers.physics_lm_3_3 import (DOMAINS, biod_tokenizer, encode, junk_sampler, knowledge_bits, make_biod,
-                                             make_model, measure, quantize, train_width)
+from minirepro.papers.physics_lm_3_3 import (DOMAINS, biod_tokenizer, encode, junk_arm, junk_sampler, knowledge_bits,
+                                             make_biod, make_model, measure, quantize, train_width)
 
 torch.set_num_threads(1)
 
@@ -122,3 +122,9 @@ def test_train_width_stores_some_knowledge(biod, tok):
     fresh = measure(make_model(tok, 16, 1, 4, seed=0), data, 8)
     # an untrained model spreads its guesses over the whole vocabulary, not just the 8 values: below zero bits
     assert fresh["bits"] == pytest.approx(40 * 3 * (3 - math.log2(len(tok))), abs=0.05 * biod.entropy_bits())
+
+
+def test_junk_arm_counts_only_the_useful_people(biod, tok):
+    r = junk_arm(biod, tok, 8, d=8, layers=1, head_dim=4, exposures=4, junk_share=0.75, batch=8, lr=1e-2, domain=True)
+    assert r["domain"] is True and r["steps"] == 4 * 40 // 2 and r["params"] > 0
+    assert r["bits"] <= biod.entropy_bits() and r["train_s"] >= 0
