@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 from minirepro.core.data import (ARITH_FORMATS, Example, TASKS, arithmetic_example, exact_match, make_task,
@@ -147,3 +149,21 @@ def test_compact_cells_write_one_token_per_cell_and_parse_back():
     assert compact[0].startswith(f"start r{m.start[0]}c{m.start[1]} goal r{m.goal[0]}c{m.goal[1]}")
     assert parse_plan(compact[2]) == parse_plan(wide[2]) == astar(m)[1]
     assert parse_plan("plan r1cx") is None and parse_plan("plan r1c2 plan") is None
+
+
+from minirepro.core.data import PCFG, TOY_ENGLISH  # noqa: E402
+
+
+def test_pcfg_sentences_are_deterministic_grammatical_and_of_the_asked_length():
+    a, b = TOY_ENGLISH.sentences(50, random.Random(3)), TOY_ENGLISH.sentences(50, random.Random(3))
+    assert a == b and a != TOY_ENGLISH.sentences(50, random.Random(4))
+    words = set(TOY_ENGLISH.words())
+    assert len(words) > 90 and "NP" not in words and "the" in words
+    first = {w for (w,), _ in TOY_ENGLISH.rules["DET"] + TOY_ENGLISH.rules["NAME"]}
+    for s in a:
+        assert set(s.split()) <= words and s.split()[0] in first   # every sentence opens with a noun phrase
+    assert all(len(s.split()) == 10 for s in TOY_ENGLISH.sentences(20, random.Random(0), length=10))
+    with pytest.raises(ValueError, match="rarely makes sentences of 1 words"):
+        TOY_ENGLISH.sentences(1, random.Random(0), length=1, max_tries=50)
+    tiny = PCFG({"S": [(("x", "S"), 0.9), (("y",), 0.1)]})   # recursion is capped at max_depth
+    assert len(tiny.sample(random.Random(0), max_depth=5)) <= 6
