@@ -102,11 +102,18 @@ def test_report_rewrites_only_the_marked_section(tiny_book):
 def test_interrupted_run_leaves_no_results_and_exits_130(tiny_book, tmp_path):
     p = subprocess.Popen([str(BIN/"minirepro"), "run", "tiny", "-p", "sleep_s=60", "--out", str(tmp_path)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(), start_new_session=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (tmp_path/"tiny"/"ci-seed0.ipynb").exists(): time.sleep(0.2)
-    time.sleep(3)  # well inside the chapter's 60 s sleep
+    out_nb, deadline = tmp_path/"tiny"/"ci-seed0.ipynb", time.time() + 120
+
+    def sleeping():  # papermill saves the notebook as each cell starts: wait until the 60 s sleep is running
+        try: cells = json.loads(out_nb.read_text())["cells"]
+        except (OSError, ValueError, KeyError): return False
+        return any("time.sleep" in "".join(c["source"]) and c["metadata"].get("papermill", {}).get("status") == "running"
+                   for c in cells)
+    while time.time() < deadline and not sleeping(): time.sleep(0.2)
+    assert sleeping(), "the chapter never reached its sleep"
+    time.sleep(1)
     os.killpg(p.pid, signal.SIGINT)
-    out, err = p.communicate(timeout=60)
+    out, err = p.communicate(timeout=120)
     assert p.returncode == 130, (out, err)
     assert "interrupted" in err and not list(tmp_path.rglob("results.json"))
 
