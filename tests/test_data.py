@@ -167,3 +167,82 @@ def test_pcfg_sentences_are_deterministic_grammatical_and_of_the_asked_length():
         TOY_ENGLISH.sentences(1, random.Random(0), length=1, max_tries=50)
     tiny = PCFG({"S": [(("x", "S"), 0.9), (("y",), 0.1)]})   # recursion is capped at max_depth
     assert len(tiny.sample(random.Random(0), max_depth=5)) <= 6
+
+
+from minirepro.core.data import (BlendSource, BracketSource, CountingSource, FactSource, MarkovSource,  # noqa: E402
+                                 MultiDomain, dirichlet_mixtures, markov_domains)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def _g(seed=0): return torch.Generator().manual_seed(seed)
+
+
+def test_markov_source_follows_its_table():
+    src = MarkovSource(range(10, 14), order=1, alpha=0.05, seed=0)
+    assert torch.equal(src.sample(5, 20, _g()), src.sample(5, 20, _g()))   # deterministic from the generator
+    x = src.sample(4000, 2, _g(1)) - 10
+    for a in range(4):
+        nxt = x[x[:, 0] == a, 1]
+        freq = torch.bincount(nxt, minlength=4).float() / len(nxt)
+        assert torch.allclose(freq, src.probs[a], atol=0.06)
+    assert set(MarkovSource(range(5), order=2, seed=1).sample(3, 30, _g()).flatten().tolist()) <= set(range(5))
+    assert MarkovSource(range(6), order=0, alpha=1e3).probs.std() < 0.01   # order 0, large alpha: uniform noise
+
+
+def test_bracket_source_is_balanced_prefixes():
+    src = BracketSource([0, 1, 2, 3], p_open=0.5, max_depth=3)   # opens 0, 1; closes 2, 3
+    for row in src.sample(50, 40, _g()).tolist():
+        stack = []
+        for t in row:
+            if t < 2: stack.append(t); assert len(stack) <= 3
+            else: assert stack and stack.pop() == t - 2
+    with pytest.raises(ValueError, match="as many closing"): BracketSource([0, 1, 2])
+
+
+def test_counting_and_fact_sources_are_determined_after_their_first_tokens():
+    c = CountingSource(range(20, 27), max_step=2).sample(30, 12, _g()) - 20
+    steps = (c[:, 1:] - c[:, :-1]) % 7
+    assert bool((steps == steps[:, :1]).all()) and set(steps[:, 0].tolist()) <= {1, 2}
+    f = FactSource(range(5), range(5, 9), seed=3)
+    x = f.sample(40, 9, _g())
+    assert x.shape == (40, 9)
+    assert all(f.table[k] == v for k, v in zip(x[:, 0:8:2].flatten().tolist(), x[:, 1:8:2].flatten().tolist()))
+
+
+def test_blends_and_mixtures_draw_their_domains_by_weight():
+    a, b = MarkovSource(range(0, 4), 0, 1.0), MarkovSource(range(4, 8), 0, 1.0)
+    x = BlendSource([a, b], [3, 1]).sample(4000, 3, _g())
+    share_a = float((x[:, 0] < 4).float().mean())
+    assert 0.72 < share_a < 0.78 and bool(((x < 4).all(1) | (x >= 4).all(1)).all())   # one source per sequence
+    md = MultiDomain({"a": a, "b": b}, vocab_size=8)
+    ids, which = md.sample({"b": 1.0}, 10, 5, _g())
+    assert bool((which == 1).all()) and bool((ids >= 4).all())
+    ids, which = md.sample([1, 1], 2000, 4, _g())
+    assert 0.45 < float(which.float().mean()) < 0.55
+    assert torch.equal(md.weights({"a": 2, "b": 6}), torch.tensor([0.25, 0.75]))
+    with pytest.raises(UnknownName, match="valid domains: a, b"): md.sample({"c": 1}, 2, 2, _g())
+    with pytest.raises(UnknownName, match="valid domains: a, b"): md.batch("c", 2, 2, _g())
+    with pytest.raises(ValueError, match="non-negative"): md.weights([0, 0])
+    m = dirichlet_mixtures(100, [0.5, 0.5, 2.0], seed=0)
+    assert m.shape == (100, 3) and np.allclose(m.sum(1), 1) and m[:, 2].mean() > m[:, 0].mean()
+    assert np.array_equal(m, dirichlet_mixtures(100, [0.5, 0.5, 2.0], seed=0))
+
+
+def test_markov_domains_share_a_vocabulary_and_keep_private_tokens():
+    md = markov_domains(3, shared=10, private=2, order=1, seed=0)
+    assert md.names == ["d1", "d2", "d3"] and md.vocab_size == 16
+    d2 = md.batch("d2", 300, 10, _g()).flatten().tolist()
+    assert set(d2) <= set(range(10)) | {12, 13} and {12, 13} & set(d2)
+    assert not torch.equal(md.domains["d1"].probs, md.domains["d2"].probs)
+
+
+def test_a_fixed_corpus_is_sampled_by_mixture():
+    a, b = MarkovSource(range(0, 4), 0, 1.0), MarkovSource(range(4, 8), 0, 1.0)
+    md = MultiDomain({"a": a, "b": b}, vocab_size=8)
+    corpus = md.corpus(50, 6, _g())
+    assert corpus.shape == (2, 50, 6) and bool((corpus[0] < 4).all()) and bool((corpus[1] >= 4).all())
+    ids, which = md.sample_corpus(corpus, {"a": 1, "b": 3}, 4000, _g(1))
+    assert 0.72 < float(which.float().mean()) < 0.78
+    rows = {tuple(r) for r in corpus.reshape(100, 6).tolist()}
+    assert all(tuple(r) in rows for r in ids.tolist()) and all((r[0] >= 4) == bool(w) for r, w in zip(ids.tolist(), which.tolist()))
