@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minirepro.papers.dco import (dco_loss, dco_weight, evaluate, pass_at_k, pass_at_n, student, teacher_student,
+from minirepro.core.train import mlp
+from minirepro.papers.dco import (dco_loss, dco_weight, evaluate, pass_at_k, pass_at_n, teacher_student,
                                   train_arm)
 
 
@@ -48,7 +49,7 @@ def test_teacher_student_is_deterministic_and_students_share_initial_weights():
     a, b = teacher_student(5, 8, 16, 50, 20, 3), teacher_student(5, 8, 16, 50, 20, 3)
     assert all(torch.equal(a[k], b[k]) for k in a) and a["x_test"].shape == (20, 5) and a["y_train"].max() < 8
     assert not torch.equal(a["y_train"], teacher_student(5, 8, 16, 50, 20, 4)["y_train"])
-    s1, s2 = student(5, 16, 8, 0), student(5, 16, 8, 0)
+    s1, s2 = mlp(5, 16, 8, seed=0), mlp(5, 16, 8, seed=0)
     assert all(torch.equal(p, q) for p, q in zip(s1.parameters(), s2.parameters()))
     m = evaluate(s1, a["x_test"], a["y_test"])
     assert 0 <= m["pass@1"] <= m["pass@4"] <= m["pass@16"] <= m["pass@64"] <= 1

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from minirepro.papers.power_law_rehearsal import (EWC, mlp, permuted_tasks, rehearsal_set, rehearsal_weights,
+from minirepro.core.train import mlp
+from minirepro.papers.power_law_rehearsal import (EWC, permuted_tasks, rehearsal_set, rehearsal_weights,
                                                   run_environment, summarize)
 
 torch.set_num_threads(1)

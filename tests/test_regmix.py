@@ -30,10 +30,9 @@ def test_world_has_six_domains_and_a_target_that_overlaps_three(world):
 def test_mixture_sampler_draws_only_the_weighted_domains(world):
     domains, _, corpus = world
     w = np.zeros(6); w[domains.names.index("code")] = 1.0
-    b = mixture_sampler(domains, corpus, w, batch=8, hf=True)(0, torch.Generator().manual_seed(0))
-    assert set(b) == {"input_ids", "labels", "attention_mask"} and torch.equal(b["input_ids"], b["labels"])
+    b = mixture_sampler(domains, corpus, w, batch=8)(0, torch.Generator().manual_seed(0))
+    assert set(b) == {"input_ids"} and b["input_ids"].shape == (8, 16)
     assert set(b["input_ids"].flatten().tolist()) <= set(domains.domains["code"].tokens)
-    assert set(mixture_sampler(domains, corpus, w, 8)(0, torch.Generator())) == {"input_ids"}
 
 
 def test_proxy_mixtures_cycle_through_the_scales():
