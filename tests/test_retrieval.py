@@ -157,3 +157,12 @@ def test_minilm_tower_encodes_and_can_be_fine_tuned():
     loss = info_nce(tower(["eat food", "stocks fell"]), tower(["bread", "market"]), temperature=0.05)
     loss.backward(); torch.optim.SGD(tower.parameters(), lr=1e-2).step()
     assert not torch.equal(before, w.detach())
+
+
+def test_graded_judgments():
+    assert to_qrels([{1: 3, 2: 1}, [0]]) == {"0": {"1": 3, "2": 1}, "1": {"0": 1}}
+    ranked = [[2, 1, 0], [0, 1, 2]]
+    m = ir_metrics(ranked, [{1: 3, 2: 1}, {0: 1}], ("RR@10", "RR(rel=3)@10", "nDCG@10"))
+    assert m["RR@10"] == 1.0 and m["RR(rel=3)@10"] == (1 / 2 + 0) / 2   # query 2 has no grade-3 document
+    ideal = 3 + 1 / math.log2(3)
+    assert math.isclose(m["nDCG@10"], ((1 + 3 / math.log2(3)) / ideal + 1) / 2)

@@ -192,13 +192,14 @@ def to_run(ranked, qids=None, doc_ids=None) -> dict:
     return {q: {name(d): float(len(r) - j) for j, d in enumerate(r)} for q, r in zip(qids, ranked)}
 
 def to_qrels(qrels: list, qids=None, doc_ids=None) -> dict:
-    "Relevant document indices per query as ir-measures qrels {qid: {docid: 1}}."
+    "Judgments per query as ir-measures qrels {qid: {docid: grade}}: a list of relevant indices (grade 1) or a dict {index: grade}."
     qids = qids or [str(i) for i in range(len(qrels))]
     name = (lambda d: doc_ids[d]) if doc_ids else str
-    return {q: {name(d): 1 for d in rel} for q, rel in zip(qids, qrels)}
+    pairs = lambda rel: rel.items() if isinstance(rel, dict) else ((d, 1) for d in rel)
+    return {q: {name(d): int(g) for d, g in pairs(rel)} for q, rel in zip(qids, qrels)}
 
 def ir_metrics(ranked, qrels: list, metrics=DEFAULT_METRICS) -> dict:
-    "Mean of each metric over the queries (queries without any retrieved relevant document count as 0)."
+    "Mean of each metric over the queries (none retrieved counts as 0); graded judgments work with e.g. 'nDCG@10' or 'RR(rel=3)@10'."
     import ir_measures
     ms = [ir_measures.parse_measure(m) for m in metrics]
     res = ir_measures.calc_aggregate(ms, to_qrels(qrels), to_run(ranked))
