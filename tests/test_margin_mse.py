@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from minirepro.papers.margin_mse import (LOSSES, CrossEncoder, DotEncoder, Ensemble, LateInteraction, dense_retrieval,
+from minirepro.core.retrieval import CrossEncoder, Ensemble
+from minirepro.papers.margin_mse import (LOSSES, DotEncoder, LateInteraction, dense_retrieval,
                                          evaluate, fact_ranking, judgments, make_triples, ranking_loss, rerank,
                                          score_triples, train_ranker)
 

@@ -28,7 +28,7 @@ warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto without ipy
 __all__ = ['DEFAULT_METRICS', 'RetrievalSet', 'pseudo_words', 'synth_ir', 'stdlib_code_search', 'BM25', 'exact_search', 'to_run',
            'to_qrels', 'ir_metrics', 'text_key', 'cached_embeddings', 'WordVocab', 'BagTower', 'SentenceTower',
            'BiEncoder', 'info_nce', 'random_negatives', 'hard_negatives', 'lambda_rr_loss', 'train_biencoder',
-           'evaluate_biencoder']
+           'evaluate_biencoder', 'TokenEncoder', 'CrossEncoder', 'Ensemble']
 
 # %% ../../../nbs/core/retrieval.ipynb #0bd0670f
 @dataclass
@@ -371,3 +371,35 @@ def evaluate_biencoder(enc: BiEncoder, docs: list, queries: list, qrels: list, k
         D = enc.index(docs) if D is None else D
         Q = torch.cat([enc.encode_queries(queries[i:i + 1024]) for i in range(0, len(queries), 1024)])
     return ir_metrics(exact_search(Q, D, k)[1], qrels, metrics)
+
+# %% ../../../nbs/core/retrieval.ipynb #6214a728
+class TokenEncoder(nn.Module):
+    "Token and position (and optional segment) embeddings, then a pre-norm transformer encoder; returns token vectors."
+    def __init__(self, vocab_size: int, d: int = 64, layers: int = 2, heads: int = 4, max_len: int = 32, segments: int = 1):
+        super().__init__()
+        self.tok, self.pos, self.seg = nn.Embedding(vocab_size, d), nn.Embedding(max_len, d), nn.Embedding(segments, d)
+        layer = nn.TransformerEncoderLayer(d, heads, 2 * d, dropout=0.0, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, ids: torch.Tensor, segment: torch.Tensor = None) -> torch.Tensor:
+        h = self.tok(ids) + self.pos(torch.arange(ids.shape[1], device=ids.device))
+        if segment is not None: h = h + self.seg(segment)
+        return self.norm(self.encoder(h))
+
+class CrossEncoder(nn.Module):
+    "Scores [query; passage] jointly (every query token sees every passage token), pooling the output vectors by `pool`."
+    def __init__(self, vocab_size: int, d: int = 64, layers: int = 2, pool: str = "mean", max_len: int = 32):
+        super().__init__()
+        if pool not in ("mean", "max"): raise ValueError(f"unknown pool {pool!r}: valid pools are mean, max")
+        self.enc, self.out, self.pool = TokenEncoder(vocab_size, d, layers, max_len=max_len, segments=2), nn.Linear(d, 1), pool
+
+    def forward(self, q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        seg = torch.cat([torch.zeros_like(q), torch.ones_like(d)], 1)
+        h = self.enc(torch.cat([q, d], 1), seg)
+        return self.out(h.mean(1) if self.pool == "mean" else h.max(1).values).squeeze(-1)
+
+class Ensemble(nn.Module):
+    "The mean score of several rankers."
+    def __init__(self, models): super().__init__(); self.models = nn.ModuleList(models)
+    def forward(self, *args): return torch.stack([m(*args) for m in self.models]).mean(0)
