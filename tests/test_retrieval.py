@@ -1,5 +1,7 @@
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -166,3 +168,12 @@ def test_graded_judgments():
     assert m["RR@10"] == 1.0 and m["RR(rel=3)@10"] == (1 / 2 + 0) / 2   # query 2 has no grade-3 document
     ideal = 3 + 1 / math.log2(3)
     assert math.isclose(m["nDCG@10"], ((1 + 3 / math.log2(3)) / ideal + 1) / 2)
+
+
+def test_bm25_scores_every_document_like_search():
+    docs = ["a cat sat on the mat", "the dog ran", "cat cat dog", "birds sing"]
+    bm = BM25(docs, stemmer=None, stopwords=None)
+    s = bm.scores("cat dog")
+    idx, top = bm.search(["cat dog"], k=4)
+    assert s.shape == (4,) and s[3] == 0 and s[2] > s[0] > 0
+    assert np.allclose(np.sort(s)[::-1], top[0]) and list(np.argsort(-s, kind="stable")[:2]) == list(idx[0][:2])

@@ -170,6 +170,10 @@ class BM25:
         idx, scores = self.index.retrieve(self._tok(queries, ids=False), k=min(k, self.n_docs), show_progress=False, n_threads=1)
         return np.asarray(idx), np.asarray(scores)
 
+    def scores(self, query: str) -> np.ndarray:
+        "The BM25 score of every document for one query (for scoring a given set of documents, not searching)."
+        return np.asarray(self.index.get_scores(self._tok([query], ids=False)[0]))
+
 # %% ../../../nbs/core/retrieval.ipynb #8c8f55d8
 @torch.no_grad()
 def exact_search(Q: torch.Tensor, D: torch.Tensor, k: int = 10, batch_size: int = 1024):
