@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from minirepro.core.retrieval import (BM25, BagTower, BiEncoder, WordVocab, cached_embeddings, exact_search,
+from minirepro.core.retrieval import (BM25, BagTower, KernelPooling, BiEncoder, WordVocab, cached_embeddings, exact_search,
                                       hard_negatives, info_nce, ir_metrics, pseudo_words, random_negatives,
                                       stdlib_code_search, synth_ir, to_qrels, to_run)
 
@@ -177,3 +177,16 @@ def test_bm25_scores_every_document_like_search():
     idx, top = bm.search(["cat dog"], k=4)
     assert s.shape == (4,) and s[3] == 0 and s[2] > s[0] > 0
     assert np.allclose(np.sort(s)[::-1], top[0]) and list(np.argsort(-s, kind="stable")[:2]) == list(idx[0][:2])
+
+
+def test_kernel_pooling_counts_matches():
+    torch.manual_seed(0)
+    m = KernelPooling(20, d=8, kernels=5)
+    assert m.mu.tolist()[0] == 1.0 and len(m.mu) == 5
+    q = torch.tensor([[3, 4]])
+    with torch.no_grad():
+        m.out.weight.zero_(); m.out.weight[0, 0] = 1.0; m.out.bias.zero_()   # the exact-match kernel only
+        exact = m(q, torch.tensor([[3, 9, 9]])); two = m(q, torch.tensor([[3, 4, 9]])); none = m(q, torch.tensor([[7, 8, 9]]))
+    assert two > exact > none and torch.isclose(none, torch.zeros(1), atol=1e-3).all()
+    assert m(torch.randint(1, 20, (2, 4, 3)), torch.randint(1, 20, (2, 4, 6))).shape == (2, 4)   # broadcast over leading dims
+    padded = m(q, torch.tensor([[3, 4, 9, 0, 0]])); assert torch.isclose(padded, two)          # padding counts for nothing

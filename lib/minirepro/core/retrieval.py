@@ -28,7 +28,7 @@ warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto without ipy
 __all__ = ['DEFAULT_METRICS', 'RetrievalSet', 'pseudo_words', 'synth_ir', 'stdlib_code_search', 'BM25', 'exact_search', 'to_run',
            'to_qrels', 'ir_metrics', 'text_key', 'cached_embeddings', 'WordVocab', 'BagTower', 'SentenceTower',
            'BiEncoder', 'info_nce', 'random_negatives', 'hard_negatives', 'lambda_rr_loss', 'train_biencoder',
-           'evaluate_biencoder', 'TokenEncoder', 'CrossEncoder', 'Ensemble']
+           'evaluate_biencoder', 'TokenEncoder', 'CrossEncoder', 'Ensemble', 'KernelPooling']
 
 # %% ../../../nbs/core/retrieval.ipynb #0bd0670f
 @dataclass
@@ -407,3 +407,21 @@ class Ensemble(nn.Module):
     "The mean score of several rankers."
     def __init__(self, models): super().__init__(); self.models = nn.ModuleList(models)
     def forward(self, *args): return torch.stack([m(*args) for m in self.models]).mean(0)
+
+# %% ../../../nbs/core/retrieval.ipynb #6ba98d59
+class KernelPooling(nn.Module):
+    "KNRM: cosine similarities of query and document word embeddings, soft counts under Gaussian kernels, a linear score."
+    def __init__(self, vocab_size: int, d: int = 64, kernels: int = 11):
+        super().__init__()
+        self.emb = nn.Embedding(vocab_size, d, padding_idx=0)
+        mu = [1.0] + [1.0 - (2 * i + 1) / (kernels - 1) for i in range(kernels - 1)]   # 1, 0.9, 0.7, ..., -0.9
+        self.register_buffer("mu", torch.tensor(mu))
+        self.register_buffer("sigma", torch.tensor([1e-3] + [0.1] * (kernels - 1)))
+        self.out = nn.Linear(kernels, 1)
+
+    def forward(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        "Scores of documents `p` (..., L) for queries `q` (..., Lq), broadcast over the leading dimensions; id 0 pads."
+        sim = torch.einsum("...qd,...pd->...qp", F.normalize(self.emb(q), dim=-1), F.normalize(self.emb(p), dim=-1))
+        k = torch.exp(-(sim[..., None] - self.mu) ** 2 / (2 * self.sigma ** 2)) * (p != 0)[..., None, :, None]
+        feats = torch.log1p(k.sum(-2)).sum(-2)                       # soft term frequencies, log, summed over query words
+        return self.out(feats).squeeze(-1)
