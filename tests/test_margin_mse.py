@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from minirepro.core.retrieval import CrossEncoder, Ensemble
+from minirepro.core.retrieval import CrossEncoder, Ensemble, rerank
 from minirepro.papers.margin_mse import (LOSSES, DotEncoder, LateInteraction, dense_retrieval,
-                                         evaluate, fact_ranking, judgments, make_triples, ranking_loss, rerank,
+                                         evaluate, fact_ranking, judgments, make_triples, ranking_loss,
                                          score_triples, train_ranker)
 
 torch.set_num_threads(1)
@@ -78,7 +78,7 @@ def test_training_learns_and_distillation_needs_teacher_scores(C):
     s = score_triples(model, C, triples)
     assert s.shape == (2000, 2) and (s[:, 0] > s[:, 1]).float().mean() > 0.9     # learned to prefer the judged passage
     qs = np.arange(len(C.facts))
-    m = evaluate(rerank(model, C, qs, cands), judgments(C, qs))
+    m = evaluate(rerank(model, C.queries[torch.as_tensor(qs)], C.docs, np.stack([cands[q] for q in qs])), judgments(C, qs))
     assert set(m) == {"MRR@10", "nDCG@10"} and m["MRR@10"] > 0.5
     ranked = dense_retrieval(model, C, qs, k=10)
     assert ranked.shape == (len(qs), 10)

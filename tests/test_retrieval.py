@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from minirepro.core.retrieval import (BM25, BagTower, KernelPooling, BiEncoder, WordVocab, cached_embeddings, exact_search,
+from minirepro.core.retrieval import (BM25, BagTower, KernelPooling, rerank, BiEncoder, WordVocab, cached_embeddings, exact_search,
                                       hard_negatives, info_nce, ir_metrics, pseudo_words, random_negatives,
                                       stdlib_code_search, synth_ir, to_qrels, to_run)
 
@@ -190,3 +190,15 @@ def test_kernel_pooling_counts_matches():
     assert two > exact > none and torch.isclose(none, torch.zeros(1), atol=1e-3).all()
     assert m(torch.randint(1, 20, (2, 4, 3)), torch.randint(1, 20, (2, 4, 6))).shape == (2, 4)   # broadcast over leading dims
     padded = m(q, torch.tensor([[3, 4, 9, 0, 0]])); assert torch.isclose(padded, two)          # padding counts for nothing
+
+
+def test_rerank_sorts_candidates_by_the_model_in_batches():
+    scorer = lambda q, d: (q[:, :1] == d).float().sum(-1)          # how often the query's first token occurs
+    queries, docs = torch.tensor([[1, 2], [3, 4]]), torch.tensor([[1, 1], [3, 0], [1, 0], [3, 3]])
+    cands = [[1, 2, 0], [0, 3, 1]]
+    for batch in (1, 4, 100):
+        ranked = rerank(scorer, queries, docs, cands, batch=batch)
+        assert ranked.tolist() == [[0, 2, 1], [3, 1, 0]]
+    model = KernelPooling(10, d=4, kernels=3).train()
+    rerank(model, queries, torch.randint(1, 10, (4, 3)), cands)
+    assert model.training                                            # the model's mode is restored

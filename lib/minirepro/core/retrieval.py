@@ -28,7 +28,7 @@ warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto without ipy
 __all__ = ['DEFAULT_METRICS', 'RetrievalSet', 'pseudo_words', 'synth_ir', 'stdlib_code_search', 'BM25', 'exact_search', 'to_run',
            'to_qrels', 'ir_metrics', 'text_key', 'cached_embeddings', 'WordVocab', 'BagTower', 'SentenceTower',
            'BiEncoder', 'info_nce', 'random_negatives', 'hard_negatives', 'lambda_rr_loss', 'train_biencoder',
-           'evaluate_biencoder', 'TokenEncoder', 'CrossEncoder', 'Ensemble', 'KernelPooling']
+           'evaluate_biencoder', 'TokenEncoder', 'CrossEncoder', 'Ensemble', 'KernelPooling', 'rerank']
 
 # %% ../../../nbs/core/retrieval.ipynb #0bd0670f
 @dataclass
@@ -425,3 +425,17 @@ class KernelPooling(nn.Module):
         k = torch.exp(-(sim[..., None] - self.mu) ** 2 / (2 * self.sigma ** 2)) * (p != 0)[..., None, :, None]
         feats = torch.log1p(k.sum(-2)).sum(-2)                       # soft term frequencies, log, summed over query words
         return self.out(feats).squeeze(-1)
+
+# %% ../../../nbs/core/retrieval.ipynb #da1dbfbf
+@torch.no_grad()
+def rerank(model, queries: torch.Tensor, docs: torch.Tensor, cands, batch: int = 4096) -> np.ndarray:
+    "Each query's candidates (n, c) sorted by `model(query ids, doc ids)`: queries (n, Lq) token ids, docs (N, L)."
+    was = getattr(model, "training", False)
+    if hasattr(model, "eval"): model.eval()
+    cands = np.asarray(cands)
+    c = torch.as_tensor(cands)
+    q = queries[:, None, :].expand(-1, c.shape[1], -1).reshape(-1, queries.shape[-1])
+    d = c.reshape(-1)
+    s = torch.cat([model(q[i:i + batch], docs[d[i:i + batch]]) for i in range(0, len(d), batch)]).reshape(c.shape)
+    if was: model.train()
+    return np.take_along_axis(cands, s.argsort(-1, descending=True).numpy(), 1)
