@@ -85,6 +85,17 @@ def test_record_then_verify_then_a_changed_record_fails(tiny_book, tmp_path):
     assert r.returncode == 1 and "metric value: 6 differs from recorded 6.01" in r.stdout
 
 
+def test_record_at_full_scale_runs_full_and_leaves_the_chapter_alone(tiny_book, tmp_path):
+    chapter = tiny_book/"nbs"/"papers"/"tiny.ipynb"
+    before = chapter.read_text()
+    r = cli("run", "tiny", "--scale", "full", "--record", "--out", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rec = json.loads((tiny_book/"papers"/"tiny"/"results"/"full.json").read_text())
+    assert rec["scale"] == "full" and rec["metrics"]["value"] == 60  # the full preset (n = 30), not the chapter's ci default
+    assert (tiny_book/"papers"/"tiny"/"figures"/"full"/"line.png").exists()
+    assert not (tiny_book/"papers"/"tiny"/"results"/"ci.json").exists() and chapter.read_text() == before
+
+
 def test_verify_without_a_run(tiny_book, tmp_path):
     cli("run", "tiny", "--record")
     r = cli("verify", "tiny", "--from", tmp_path)

@@ -110,11 +110,15 @@ def execute_chapter(slug: str, scale: str = "ci", seed: int = 0, device: str = "
     res_dir, nb_out = out/slug/f"{scale}-seed{seed}", out/slug/f"{scale}-seed{seed}.ipynb"
     nb_out.parent.mkdir(parents=True, exist_ok=True)
     (res_dir/"results.json").unlink(missing_ok=True)
-    reference = record and seed == 0  # the reference run: the chapter's own defaults, written back into the notebook
-    parameters = {} if reference else {"scale": scale, "seed": seed, "device": device, **(params or {})}
+    reference = record and seed == 0  # the reference run: recorded as the chapter's results at `scale`
+    bare = reference and scale == "ci"  # the ci reference runs on the chapter's own defaults and is written back into it
+    parameters = {} if bare else {"scale": scale, "seed": seed, "device": device, **(params or {})}
     threads = scale_settings(scale, settings).get("threads", "1")
+    # XLA_PYTHON_CLIENT_PREALLOCATE: a library that imports JAX would otherwise take 75% of the GPU at once, and
+    # chapters that share one GPU (--jobs) would run out of memory
     old = _set_env({"MINIREPRO_RUN_DIR": res_dir, "MINIREPRO_ROOT": root, "HF_HUB_OFFLINE": 1, "TRANSFORMERS_OFFLINE": 1,
-                    "HF_DATASETS_OFFLINE": 1, **({"OMP_NUM_THREADS": threads} if threads != "0" else {})})
+                    "HF_DATASETS_OFFLINE": 1, "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                    **({"OMP_NUM_THREADS": threads} if threads != "0" else {})})
     t0, error = time.time(), None
     try:
         papermill.execute_notebook(str(src), str(nb_out), parameters=parameters, cwd=str(src.parent),
@@ -135,7 +139,7 @@ def execute_chapter(slug: str, scale: str = "ci", seed: int = 0, device: str = "
         info["claims_hold"] = sum(bool(c["holds"]) for c in res["claims"]); info["claims_total"] = len(res["claims"])
         if reference:
             record_run(slug, res_dir, scale, root)
-            if scale == "ci": write_notebook(clean_executed(nbformat.read(str(nb_out), as_version=4)), src)
+            if bare: write_notebook(clean_executed(nbformat.read(str(nb_out), as_version=4)), src)
     return info
 
 # %% ../../../nbs/core/cli.ipynb #9da76e2e
