@@ -53,7 +53,7 @@ def test_batch_router_uses_and_trains_only_its_k_experts():
     layer(x).pow(2).sum().backward()
     assert int((layer.load > 0).sum()) == 2 and set(layer.load.tolist()) == {0, 50}
     used = (layer.load > 0)
-    grads = layer.w_up.grad.flatten(1).abs().sum(1)
+    grads = layer.w_up.grad.abs().sum((0, 2))
     assert (grads[used] > 0).all() and (grads[~used] == 0).all()
 
 
@@ -101,3 +101,17 @@ def test_moeify_splits_the_dense_block_exactly_and_sets_k_everywhere():
 def test_k_schedule_grows_linearly_from_start_to_end():
     ks = [k_schedule(s, 70, 2, 8) for s in range(70)]
     assert ks[0] == 2 and ks[-1] == 8 and ks == sorted(ks) and all(ks.count(k) == 10 for k in range(2, 9))
+
+
+def test_switch_gate_weighs_the_chosen_expert_by_its_probability_and_trains_the_router():
+    torch.manual_seed(0)
+    layer, x = MoEFFN(8, 4, experts=4, k=1, router="learned", gate="all", seed=0), torch.randn(16, 8)
+    gates = layer.routing(x)
+    probs = torch.softmax(x @ layer.w_router, -1)
+    assert torch.allclose(gates.sum(1), probs.max(1).values) and (gates.sum(1) < 1).all()
+    layer.eval(); layer(x).pow(2).sum().backward()  # eval: no load-balancing loss, so any gradient is the task's
+    assert layer.w_router.grad.abs().sum() > 0
+    chosen = MoEFFN(8, 4, experts=4, k=1, router="learned", seed=0).eval()
+    chosen(x).pow(2).sum().backward()
+    assert chosen.w_router.grad.abs().sum() == 0  # softmax over one chosen logit is constant
+    with pytest.raises(ValueError, match="valid gates: chosen, all"): MoEFFN(4, 2, 4, gate="top")
