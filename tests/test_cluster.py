@@ -124,3 +124,21 @@ def test_report_seeds_summarises_claims_per_seed(tiny_book, tmp_path):
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["chapter", "seed", "0", "seed", "1", "seed", "2", "seeds", "with", "every", "claim"]
     assert lines[2].split() == ["tiny", "1/1", "1/1", "1/1", "3/3"]
+
+
+def test_ctrl_c_cancels_the_submitted_slurm_jobs(tiny_book, tmp_path):
+    import os, signal, time
+    _settings(tiny_book, submitit_cluster="local", folder=tmp_path/"jobs", poll_s=0.5)
+    out = tmp_path/"out"
+    p = subprocess.Popen([str(Path(sys.executable).parent/"minirepro"), "run", "tiny", "-p", "sleep_s=20", "--executor", "slurm",
+                          "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+                         start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    nb, deadline = out/"tiny"/"ci-seed0.ipynb", time.time() + 120
+    while time.time() < deadline and not (nb.exists() and "time.sleep" in nb.read_text()): time.sleep(0.3)
+    assert nb.exists(), "the job never started its chapter"
+    time.sleep(2)
+    os.kill(p.pid, signal.SIGINT)  # the submitting command only: the job must be cancelled by it, not by the signal
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted" in err, err
+    time.sleep(25)  # had the job gone on, its chapter would have finished its 20 s sleep and written results.json by now
+    assert not list(out.rglob("results.json"))
