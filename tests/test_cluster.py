@@ -57,7 +57,8 @@ def test_slurm_through_submitit_runs_seeds_and_reports_a_failing_chapter(tiny_bo
 
 
 def test_without_a_shared_filesystem_the_files_travel_back(tiny_book, tmp_path):
-    kw = dict(scale="ci", device="auto", params={}, out=str(tmp_path/"worker-view"), root=str(tiny_book))
+    # neither the submitter's output folder nor its checkout's path exist on this "worker": MINIREPRO_ROOT finds the book
+    kw = dict(scale="ci", device="auto", params={}, out=str(tmp_path/"worker-view"), root=str(tmp_path/"elsewhere"/"book"))
     info = cluster.run_job("tiny", 3, kw, marker=".not-visible-here")
     assert info["ok"] and "ci-seed3/results.json" in "".join(info["files"]) and not (tmp_path/"worker-view").exists()
     info = cluster.collect(info, tmp_path/"submitter")
