@@ -197,6 +197,21 @@ def test_digits_shapes_and_split():
     assert set(ds["train"]["label"]) == set(range(10)) and ds["train"].info.license == "BSD-3-Clause"
 
 
+def test_pixels_flattens_scales_and_concatenates_in_order():
+    ds = A.digits()
+    X, y = A.pixels(ds, "train", "test")
+    raw = np.concatenate([ds[s].with_format("numpy")[:]["image"] for s in ("train", "test")]).reshape(1797, 64)
+    assert X.dtype == torch.float32 and y.dtype == torch.long and X.shape == (1797, 64)
+    assert torch.equal(X, torch.tensor(raw, dtype=torch.float32) / 16)  # digits' grey levels are 0-16
+    assert y.tolist() == list(ds["train"]["label"]) + list(ds["test"]["label"])
+    Xt, yt = A.pixels(ds, "test")
+    assert torch.equal(Xt, X[1437:]) and torch.equal(yt, y[1437:])
+    assert torch.equal(A.pixels(ds)[0], X)  # every split by default
+    assert torch.equal(A.pixels(ds, "test", top=255.0)[0], torch.tensor(raw[1437:], dtype=torch.float32) / 255)
+    Xm, ym = A.pixels(A.mnist(), "test")
+    assert Xm.shape == (1000, 784) and float(Xm.max()) == 1.0 and float(Xm.min()) == 0.0 and len(ym) == 1000
+
+
 def test_humaneval_problems():
     he = A.humaneval()["test"]
     assert len(he) == 164 and he[0]["task_id"] == "HumanEval/0"

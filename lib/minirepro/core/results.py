@@ -97,7 +97,7 @@ def claims_table(claims: list, sig: int = 3) -> str:
     n = sum(c.holds for c in claims)
     return format_table(rows, sig) + f"\n{n}/{len(claims)} claims hold"
 
-# %% ../../../nbs/core/results.ipynb #ea0af2b2
+# %% ../../../nbs/core/results.ipynb #ecceabc5
 PROVENANCE_PACKAGES = ("minirepro", "torch", "numpy", "transformers", "datasets", "matplotlib", "papermill", "nbval")
 
 def _git(root, *args):
@@ -118,12 +118,12 @@ def provenance(root=None) -> dict:
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
-def atomic_write_text(path, text: str):
-    "Write `text` to `path` through a temporary file and a rename."
+def atomic_write_text(path, text):
+    "Write `text` (a str, or bytes written as they are) to `path` through a temporary file and a rename."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f: f.write(text); f.flush(); os.fsync(f.fileno())
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f: f.write(text); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise

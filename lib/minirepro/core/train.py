@@ -166,10 +166,12 @@ def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0, targets=(
         return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets),
                                                 task_type="CAUSAL_LM"))
 
-# %% ../../../nbs/core/train.ipynb #b8f44797
-def mlp(d_in: int, hidden: int, n_out: int, depth: int = 2, seed: int = None) -> torch.nn.Module:
-    "An MLP d_in -> hidden (x `depth`, ReLU) -> n_out, initialised from `seed` when given."
+# %% ../../../nbs/core/train.ipynb #73911c3d
+def mlp(d_in: int, hidden: int, n_out: int, depth: int = 2, seed: int = None, act=torch.nn.ReLU, norm=None) -> torch.nn.Module:
+    """An MLP d_in -> hidden (x `depth`, `act`) -> n_out, initialised from `seed` when given; `norm(hidden)` (a module
+    class such as `torch.nn.LayerNorm`), when given, sits between each hidden linear layer and its activation."""
     if seed is not None: torch.manual_seed(seed)
     layers, d = [], d_in
-    for _ in range(depth): layers += [torch.nn.Linear(d, hidden), torch.nn.ReLU()]; d = hidden
+    for _ in range(depth):
+        layers += [torch.nn.Linear(d, hidden), *([norm(hidden)] if norm else []), act()]; d = hidden
     return torch.nn.Sequential(*layers, torch.nn.Linear(d, n_out))
