@@ -105,7 +105,7 @@ class Preset(dict):
         try: return self[k]
         except KeyError: raise AttributeError(f"the preset has no {k!r}; it has: {', '.join(self)}") from None
 
-# %% ../../../nbs/core/repro.ipynb #f1e3865d
+# %% ../../../nbs/core/repro.ipynb #dd4198a4
 def seed_everything(seed: int):
     "Seed Python's, NumPy's and torch's (CPU and CUDA) random number generators."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -125,7 +125,7 @@ def resolve_device(device: str = "auto", scale: str = "ci", settings=None) -> st
     if want.startswith("cuda") and not torch.cuda.is_available():
         if device != "auto": raise RuntimeError(f"device={device!r} was asked for, but torch sees no GPU")
         warnings.warn(f"scale {scale!r} runs on a GPU, but none is available: falling back to the CPU "
-                      "(slow, and its numbers are not the recorded ones)", stacklevel=2)
+                      "(slower; results.json records which device ran)", stacklevel=2)
         return "cpu"
     if device.startswith("cuda") and scale == "ci":
         warnings.warn("ci scale on cuda: the recorded ci numbers are CPU numbers, so these will differ", stacklevel=2)
