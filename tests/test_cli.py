@@ -110,6 +110,15 @@ def test_report_rewrites_only_the_marked_section(tiny_book):
     assert cli("report").returncode == 0 and (tiny_book/"README.md").read_text() == txt  # idempotent
 
 
+def test_report_marks_a_full_record_made_on_the_cpu(tiny_book):
+    r = cli("run", "tiny", "--scale", "full", "--record")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads((tiny_book/"papers"/"tiny"/"results"/"full.json").read_text())["device"] == "cpu"
+    assert cli("report").returncode == 0
+    row = next(l for l in (tiny_book/"papers"/"README.md").read_text().splitlines() if l.startswith("| I | [tiny]"))
+    assert row.split(" | ")[5] == "1/1 (CPU)", row
+
+
 def test_interrupted_run_leaves_no_results_and_exits_130(tiny_book, tmp_path):
     # as from a terminal: SIGINT at its default disposition (a test runner's worker may ignore it, and children inherit that)
     p = subprocess.Popen([str(BIN/"minirepro"), "run", "tiny", "-p", "sleep_s=60", "--out", str(tmp_path)],

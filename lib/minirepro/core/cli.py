@@ -200,7 +200,7 @@ def run_chapters(jobs_list, jobs: int = 1, on_done=None, **kw) -> list:
     order = {job: i for i, job in enumerate(jobs_list)}
     return sorted(infos, key=lambda x: order[(x["slug"], x["seed"])])
 
-# %% ../../../nbs/core/cli.ipynb #871ab022
+# %% ../../../nbs/core/cli.ipynb #afa237dc
 STATUS_BEGIN, STATUS_END = "<!-- status:begin -->", "<!-- status:end -->"
 
 def status_rows(root=None) -> list:
@@ -215,6 +215,7 @@ def status_rows(root=None) -> list:
         for scale in ("ci", "full"):
             r = load_recorded(s, scale, root) if s in have else None
             row[scale] = f"{sum(bool(c['holds']) for c in r['claims'])}/{len(r['claims'])}" if r else None
+            if r and scale == "full" and r.get("device") == "cpu": row[scale] += " (CPU)"  # the full preset's CPU fallback
             if scale == "ci": row["ci_wall_s"] = r["wall_s"] if r else None
         ss = seed_summary(s, "ci", root) if s in have else None
         row["ci_seeds"] = f"{ss[0]}/{ss[1]}" if ss else None
@@ -225,7 +226,7 @@ def status_markdown(rows, link: str = "nbs/papers/{slug}.ipynb") -> str:
     "The status table as Markdown; `link` is where a written chapter's name points (a format string of `slug`)."
     done = [r for r in rows if r["chapter"]]
     out = [f"{len(done)} of {len(rows)} chapters written. Claims: pre-registered claims holding in the recorded run "
-           "(ci: CPU, one thread, seed 0; full: one GPU). Seeds: re-runs at ci scale in which every claim held. "
+           "(ci: CPU, one thread, seed 0; full: one GPU, or one CPU thread where marked, seed 0). Seeds: re-runs at ci scale in which every claim held. "
            "'-' means not recorded yet.", "",
            "| part | paper | fidelity | claims ci | seeds ci | claims full | ci wall (s) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
