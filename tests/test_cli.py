@@ -140,6 +140,33 @@ def test_interrupted_run_leaves_no_results_and_exits_130(tiny_book, tmp_path):
     assert "interrupted" in err and not list(tmp_path.rglob("results.json"))
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_sigterm_stops_a_run_like_ctrl_c_and_leaves_no_process(tiny_book, tmp_path, jobs):
+    # kill PID reaches the minirepro process alone (not its kernels or workers, unlike Ctrl-C in a terminal)
+    import psutil
+    p = subprocess.Popen([str(BIN/"minirepro"), "run", "tiny", "tiny2", "-p", "sleep_s=60", "--jobs", str(jobs), "--out", str(tmp_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(), start_new_session=True)
+    deadline = time.time() + 120
+    def sleeping():
+        for nb in (tmp_path/"tiny"/"ci-seed0.ipynb", tmp_path/"tiny2"/"ci-seed0.ipynb"):
+            try: cells = json.loads(nb.read_text())["cells"]
+            except (OSError, ValueError, KeyError): continue
+            if any("time.sleep" in "".join(c["source"]) and c["metadata"].get("papermill", {}).get("status") == "running"
+                   for c in cells): return True
+        return False
+    while time.time() < deadline and not sleeping(): time.sleep(0.2)
+    assert sleeping(), "no chapter reached its sleep"
+    time.sleep(1)
+    family = psutil.Process(p.pid).children(recursive=True)
+    assert any("ipykernel" in " ".join(c.cmdline()) for c in family)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "interrupted" in err, (p.returncode, out, err)
+    gone, alive = psutil.wait_procs(family, timeout=30)
+    assert not alive, [" ".join(c.cmdline())[:80] for c in alive]
+    assert not list(tmp_path.rglob("results.json"))
+
+
 def test_seeds_run_every_seed_and_record_their_claims(tiny_book, tmp_path):
     r = cli("run", "tiny", "--seeds", "0-2", "--jobs", "2", "--record", "--out", tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
