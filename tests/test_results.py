@@ -111,6 +111,18 @@ def test_figures_saved_with_fixed_metadata_and_compared(tmp_path, monkeypatch):
     assert any("other.png: missing" in p for p in R.compare_figures(p1.parent, ref))
 
 
+def test_show_figure_saves_closes_and_displays_the_saved_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIREPRO_RUN_DIR", str(tmp_path/"run"))
+    run = setup("aaren", "ci", quiet=True)
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *objs: shown.extend(objs))
+    fig, ax = plt.subplots(figsize=(2, 2)); ax.plot([0, 1], [1, 0])
+    assert R.show_figure(run, fig, "line", {"y": [1, 0]}) is None  # nothing for a notebook to echo
+    path = run.out_dir/"figures"/"line.png"
+    assert len(shown) == 1 and shown[0].data == path.read_bytes() and run.figures["line"] == {"y": [1, 0]}
+    assert not plt.fignum_exists(fig.number)
+
+
 def test_finish_writes_results_json(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIREPRO_RUN_DIR", str(tmp_path))
     run = setup("aaren", "ci", seed=2, quiet=True)

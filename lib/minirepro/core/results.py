@@ -20,8 +20,8 @@ from .repro import Run, find_root, paper_dir, load_paper, UnknownName
 # %% auto #0
 __all__ = ['OPS', 'ROUNDOFF_FLOOR', 'PROVENANCE_PACKAGES', 'FIG_DPI', 'DEFAULT_TOL', 'Claim', 'check_claims', 'fmt',
            'format_table', 'print_table', 'claims_table', 'provenance', 'atomic_write_text', 'atomic_write_json',
-           'save_figure', 'finish', 'tolerance_for', 'compare_results', 'compare_figures', 'recorded_paths',
-           'load_recorded', 'verify_run', 'record_run', 'seeds_path', 'record_seed', 'seed_summary']
+           'save_figure', 'show_figure', 'finish', 'tolerance_for', 'compare_results', 'compare_figures',
+           'recorded_paths', 'load_recorded', 'verify_run', 'record_run', 'seeds_path', 'record_seed', 'seed_summary']
 
 # %% ../../../nbs/core/results.ipynb #d1796168
 def _plain(x):
@@ -132,7 +132,7 @@ def atomic_write_json(path, obj):
     "Write `obj` as indented JSON to `path` atomically."
     atomic_write_text(path, json.dumps(_plain(obj), indent=1, sort_keys=False) + "\n")
 
-# %% ../../../nbs/core/results.ipynb #7ed49b67
+# %% ../../../nbs/core/results.ipynb #9ddade3d
 FIG_DPI = 100
 
 def save_figure(run: Run, fig, name: str, data: dict = None) -> Path:
@@ -142,6 +142,14 @@ def save_figure(run: Run, fig, name: str, data: dict = None) -> Path:
     fig.savefig(path, format="png", dpi=FIG_DPI, metadata={"Software": None})
     run.figures[name] = _plain(data) if data is not None else {}
     return path
+
+def show_figure(run: Run, fig, name: str, data: dict = None):
+    "`save_figure`, then close `fig` and display the saved PNG (in a notebook: the recorded file, not a re-rendering)."
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+    path = save_figure(run, fig, name, data)
+    plt.close(fig)
+    display(Image(filename=str(path)))
 
 # %% ../../../nbs/core/results.ipynb #d9bb77b1
 def finish(run: Run, metrics: dict, claims: list = None, quiet: bool = False) -> dict:
