@@ -25,7 +25,9 @@ def test_variants_change_the_model():
     x = torch.randn(3, 10)
     shapes = {v: [p.shape for p in make_mlp(10, 8, 2, v).parameters()] for v in ("base", "tanh", "layernorm", "half-width")}
     assert shapes["half-width"][0] == (4, 10) and len(shapes["layernorm"]) == len(shapes["base"]) + 4
-    assert isinstance(make_mlp(10, 8, 2, "tanh")[2], torch.nn.Tanh) and make_mlp(10, 8, 2, "base")(x).shape == (3, 2)
+    assert [type(l).__name__ for l in make_mlp(10, 8, 2, "tanh")] == ["Linear", "Tanh", "Linear", "Tanh", "Linear"]
+    assert [type(l).__name__ for l in make_mlp(10, 8, 2, "layernorm")][:3] == ["Linear", "LayerNorm", "ReLU"]
+    assert make_mlp(10, 8, 2, "base")(x).shape == (3, 2)
     with pytest.raises(ValueError, match="valid variants: base, tanh"): make_mlp(10, 8, 2, "gelu")
 
 
