@@ -115,3 +115,16 @@ def test_setup_seeds_sets_threads_and_clears_stale_results(tmp_path, monkeypatch
     assert run.seed == 7 and run.params == {"knob": 1} and run.P.d == load_paper("aaren")["scales"]["ci"]["d"]
     setup("aaren", "ci", seed=7, quiet=True)
     assert torch.equal(first, torch.rand(3))
+
+
+def test_tf32_matmuls_only_on_a_gpu_at_a_scale_that_allows_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIREPRO_RUN_DIR", str(tmp_path))
+    threads = torch.get_num_threads()
+    try:
+        assert scale_settings("full")["matmul_precision"] == "high"
+        for scale, device, want in [("full", "cuda", "high"), ("full", "cpu", "highest"), ("ci", "cuda", "highest")]:
+            monkeypatch.setattr(repro, "resolve_device", lambda *a, device=device: device)
+            setup("aaren", scale, quiet=True)
+            assert torch.get_float32_matmul_precision() == want, (scale, device)
+    finally:
+        torch.set_float32_matmul_precision("highest"); torch.set_num_threads(threads); torch.use_deterministic_algorithms(False)

@@ -131,7 +131,7 @@ def resolve_device(device: str = "auto", scale: str = "ci", settings=None) -> st
         warnings.warn("ci scale on cuda: the recorded ci numbers are CPU numbers, so these will differ", stacklevel=2)
     return want
 
-# %% ../../../nbs/core/repro.ipynb #8be33a84
+# %% ../../../nbs/core/repro.ipynb #1410e862
 @dataclass
 class Run:
     "One execution of a chapter: identity, sizes, paper record, output folder, and the figures saved so far."
@@ -162,7 +162,7 @@ def offline():
     for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"): os.environ[k] = "1"
 
 def setup(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", root=None, quiet=False, **params) -> Run:
-    "Start a chapter run: preset for `scale`, seeds, threads, determinism, device, offline mode and a clean output folder."
+    "Start a chapter run: preset for `scale`, seeds, threads, determinism, device (and its float32 matmul precision), offline mode and a clean output folder."
     offline()
     root = Path(root or find_root()); settings = load_settings(root)
     sc = scale_settings(scale, settings)
@@ -172,6 +172,8 @@ def setup(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", roo
     dev = resolve_device(device, scale, settings)
     threads = sc.getint("threads", fallback=settings["book"].getint("threads", 1))
     set_determinism(threads, sc.getboolean("deterministic", fallback=False))
+    # float32 matrix products on a GPU's TF32 tensor cores where the scale allows it ("high"); CPUs stay exact
+    torch.set_float32_matmul_precision(sc.get("matmul_precision", "highest") if dev.startswith("cuda") else "highest")
     seed_everything(seed)
     out = run_dir(slug, scale, seed, root, settings)
     out.mkdir(parents=True, exist_ok=True)
