@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from minirepro.core.lm import tiny_llama
-from minirepro.papers.copyright_traps import MarkovLanguage, make_cells, model_loss, ratio_auc, training_stream
+from minirepro.papers.copyright_traps import (MarkovLanguage, make_cells, model_loss, perplexity_split_auc, ratio_auc,
+                                              training_stream)
 
 torch.set_num_threads(1)
 
@@ -52,3 +53,33 @@ def test_model_loss_and_the_ratio_attack():
     assert loss.shape == (6,) and (loss > 0).all()
     auc = ratio_auc(model, lang, x[:3], x[3:])
     assert 0.0 <= auc <= 1.0 and np.isfinite(auc)
+
+
+def test_sampling_among_successors_follows_the_tempered_chain():
+    "Each next token is drawn with probability P[a, b]^(1/t), renormalised: the empirical transitions out of token 0 match."
+    lang = MarkovLanguage(16, successors=4, seed=2)
+    for t in (1.0, 0.7, 2.0):
+        x = lang.sample(40000, 2, torch.Generator().manual_seed(0), temperature=t)
+        nxt = x[x[:, 0] == 0, 1]
+        want = torch.softmax(lang.logP[0] / t, -1)
+        got = torch.bincount(nxt, minlength=16).float() / len(nxt)
+        assert (got - want).abs().max() < 0.03, (t, got, want)
+        assert (got[lang.P[0] == 0] == 0).all()
+
+
+def test_perplexity_split_scores_each_half_on_its_own(monkeypatch):
+    lang = MarkovLanguage(32, 4, seed=0)
+    g = torch.Generator().manual_seed(0)
+    mem = lang.sample(40, 10, g, torch.empty(40).uniform_(0.7, 2.0, generator=g))
+    non = lang.sample(40, 10, g, torch.empty(40).uniform_(0.7, 2.0, generator=g))
+    cut = float(lang.loss(torch.cat([mem, non])).median())
+    members = {tuple(m.tolist()) for m in mem}
+
+    def fake_loss(model, x):   # members of high chain loss are memorised (loss halved); everything else scores as the chain
+        l = lang.loss(x)
+        return torch.tensor([v / 2 if tuple(s.tolist()) in members and v > cut else v for s, v in zip(x, l.tolist())])
+    import minirepro.papers.copyright_traps as ct
+    monkeypatch.setattr(ct, "model_loss", fake_loss)
+    low, high = perplexity_split_auc(None, lang, mem, non)
+    assert high == 1.0 and low == 0.5
+    assert 0.5 < ratio_auc(None, lang, mem, non) < 1.0

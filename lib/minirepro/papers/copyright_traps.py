@@ -14,9 +14,9 @@ from ..core.lm import n_params, sequence_logprobs, tiny_llama
 from ..core.train import train
 
 # %% auto #0
-__all__ = ['MarkovLanguage', 'make_cells', 'training_stream', 'model_loss', 'ratio_auc']
+__all__ = ['MarkovLanguage', 'make_cells', 'training_stream', 'model_loss', 'ratio_auc', 'perplexity_split_auc']
 
-# %% ../../../nbs/papers/copyright-traps.ipynb #307aaa7f
+# %% ../../../nbs/papers/copyright-traps.ipynb #25995887
 class MarkovLanguage:
     "A random first-order Markov chain over `vocab` tokens, each with `successors` possible next tokens."
     def __init__(self, vocab: int = 256, successors: int = 8, seed: int = 0):
@@ -26,6 +26,8 @@ class MarkovLanguage:
         self.P = torch.zeros(vocab, vocab).scatter_add_(1, nxt, w)
         self.P /= self.P.sum(-1, keepdim=True)
         self.logP = self.P.clamp_min(1e-30).log()
+        top = self.P.topk(successors, -1)   # each token's possible successors (repeats merged; the rest padded with 0)
+        self.succ, self.succ_logP = top.indices, top.values.clamp_min(1e-30).log()
         self.vocab = vocab
 
     def sample(self, n: int, length: int, generator: torch.Generator, temperature=1.0) -> torch.Tensor:
@@ -33,8 +35,9 @@ class MarkovLanguage:
         t = torch.as_tensor(temperature, dtype=torch.float32).reshape(-1, 1).expand(n, 1)
         x = torch.empty(n, length, dtype=torch.long)
         x[:, 0] = torch.randint(self.vocab, (n,), generator=generator)
-        for i in range(1, length):
-            x[:, i] = torch.multinomial(torch.softmax(self.logP[x[:, i - 1]] / t, -1), 1, generator=generator)[:, 0]
+        for i in range(1, length):   # a draw among the `successors` possible next tokens, not all `vocab`
+            k = torch.multinomial(torch.softmax(self.succ_logP[x[:, i - 1]] / t, -1), 1, generator=generator)[:, 0]
+            x[:, i] = self.succ[x[:, i - 1], k]
         return x
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
@@ -42,7 +45,7 @@ class MarkovLanguage:
         lp = self.logP[x[:, :-1], x[:, 1:]].sum(-1) - math.log(self.vocab)
         return -lp / x.shape[1]
 
-# %% ../../../nbs/papers/copyright-traps.ipynb #8552f184
+# %% ../../../nbs/papers/copyright-traps.ipynb #203cc0fd
 def make_cells(lang: MarkovLanguage, lengths, reps, traps: int, temp_lo: float, temp_hi: float,
                generator: torch.Generator) -> dict:
     "{(length, repetitions): (members, non-members)}, each `traps` sequences at temperatures drawn in [temp_lo, temp_hi]."
@@ -78,3 +81,9 @@ def ratio_auc(model, lang: MarkovLanguage, members: torch.Tensor, non_members: t
     score = lambda x: -(model_loss(model, x) / lang.loss(x)).numpy()
     s = np.concatenate([score(members), score(non_members)])
     return float(roc_auc_score([1] * len(members) + [0] * len(non_members), s))
+
+def perplexity_split_auc(model, lang: MarkovLanguage, members: torch.Tensor, non_members: torch.Tensor) -> tuple:
+    "Ratio-attack AUCs of the (low, high)-perplexity halves of a cell, split at the median chain loss of all its traps."
+    cut = lang.loss(torch.cat([members, non_members])).median()
+    return tuple(ratio_auc(model, lang, members[side(lang.loss(members))], non_members[side(lang.loss(non_members))])
+                 for side in (lambda l: l <= cut, lambda l: l > cut))
