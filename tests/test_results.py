@@ -134,3 +134,17 @@ def test_finish_writes_results_json(tmp_path, monkeypatch):
     assert {"git_commit", "packages", "python", "platform"} <= set(on_disk["provenance"])
     assert [c["id"] for c in on_disk["claims"]] == [c["id"] for c in run.paper["claims"]]
     assert all(isinstance(c["holds"], bool) for c in on_disk["claims"])
+
+
+def test_a_run_given_a_gpu_it_never_used_is_recorded_as_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIREPRO_RUN_DIR", str(tmp_path))
+    run = setup("aaren", "ci", seed=0, quiet=True)
+    metrics = {m["metric"]: 0.0 for m in run.paper["claims"]}
+    run.device = "cuda"
+    monkeypatch.setattr(R.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(R.torch.cuda, "max_memory_allocated", lambda *a: 0)
+    monkeypatch.setattr(R, "provenance", lambda root: {})   # it would ask the (absent) GPU for its name
+    with pytest.warns(UserWarning, match="computed on the CPU"):
+        assert R.finish(run, metrics, quiet=True)["device"] == "cpu"
+    monkeypatch.setattr(R.torch.cuda, "max_memory_allocated", lambda *a: 1 << 20)
+    assert R.finish(run, metrics, quiet=True)["device"] == "cuda"

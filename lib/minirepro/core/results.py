@@ -20,7 +20,7 @@ from .repro import Run, find_root, paper_dir, load_paper, UnknownName
 # %% auto #0
 __all__ = ['OPS', 'ROUNDOFF_FLOOR', 'PROVENANCE_PACKAGES', 'FIG_DPI', 'DEFAULT_TOL', 'Claim', 'check_claims', 'fmt',
            'format_table', 'print_table', 'claims_table', 'provenance', 'atomic_write_text', 'atomic_write_json',
-           'save_figure', 'show_figure', 'finish', 'tolerance_for', 'compare_results', 'compare_figures',
+           'save_figure', 'show_figure', 'device_used', 'finish', 'tolerance_for', 'compare_results', 'compare_figures',
            'recorded_paths', 'load_recorded', 'verify_run', 'record_run', 'seeds_path', 'record_seed', 'seed_summary']
 
 # %% ../../../nbs/core/results.ipynb #d1796168
@@ -151,11 +151,20 @@ def show_figure(run: Run, fig, name: str, data: dict = None):
     plt.close(fig)
     display(Image(filename=str(path)))
 
-# %% ../../../nbs/core/results.ipynb #d9bb77b1
+# %% ../../../nbs/core/results.ipynb #e45e78c4
+def device_used(run: Run) -> str:
+    "`run.device`, or 'cpu' (with a warning) when it names a GPU on which this process never allocated memory."
+    if str(run.device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.max_memory_allocated() == 0:
+        import warnings
+        warnings.warn(f"{run.slug} was given device={run.device!r} but allocated nothing on it: it computed on the CPU, "
+                      "and results.json records 'cpu'", stacklevel=3)
+        return "cpu"
+    return run.device
+
 def finish(run: Run, metrics: dict, claims: list = None, quiet: bool = False) -> dict:
     "Check the claims (unless given) and write <run folder>/results.json; returns what was written."
     claims = check_claims(run.paper, metrics) if claims is None else claims
-    res = {"slug": run.slug, "title": run.paper.get("title"), "scale": run.scale, "seed": run.seed, "device": run.device,
+    res = {"slug": run.slug, "title": run.paper.get("title"), "scale": run.scale, "seed": run.seed, "device": device_used(run),
            "params": run.params, "preset": dict(run.preset), "wall_s": round(time.time() - run.started, 2),
            "provenance": provenance(run.root), "metrics": _plain(metrics), "claims": [asdict(c) for c in claims],
            "figures": run.figures}
