@@ -426,16 +426,19 @@ class KernelPooling(nn.Module):
         feats = torch.log1p(k.sum(-2)).sum(-2)                       # soft term frequencies, log, summed over query words
         return self.out(feats).squeeze(-1)
 
-# %% ../../../nbs/core/retrieval.ipynb #da1dbfbf
+# %% ../../../nbs/core/retrieval.ipynb #6ba0ac8f
 @torch.no_grad()
 def rerank(model, queries: torch.Tensor, docs: torch.Tensor, cands, batch: int = 4096) -> np.ndarray:
     "Each query's candidates (n, c) sorted by `model(query ids, doc ids)`: queries (n, Lq) token ids, docs (N, L)."
     was = getattr(model, "training", False)
     if hasattr(model, "eval"): model.eval()
+    p = next(model.parameters(), None) if hasattr(model, "parameters") else None
+    dev = p.device if p is not None else torch.device("cpu")   # the ids go where the model is; the scores come back
     cands = np.asarray(cands)
     c = torch.as_tensor(cands)
     q = queries[:, None, :].expand(-1, c.shape[1], -1).reshape(-1, queries.shape[-1])
-    d = c.reshape(-1)
-    s = torch.cat([model(q[i:i + batch], docs[d[i:i + batch]]) for i in range(0, len(d), batch)]).reshape(c.shape)
+    d = c.reshape(-1).to(docs.device)
+    s = torch.cat([model(q[i:i + batch].to(dev), docs[d[i:i + batch]].to(dev)).cpu()
+                   for i in range(0, len(d), batch)]).reshape(c.shape)
     if was: model.train()
     return np.take_along_axis(cands, s.argsort(-1, descending=True).numpy(), 1)

@@ -78,13 +78,15 @@ def doc_ranking(n_queries: int, candidates: int = 20, passages: int = 16, filler
     return DocRanking(words, torch.tensor(queries), torch.tensor(docs), torch.tensor(relevant), torch.tensor(answer),
                       torch.tensor(is_hard), torch.tensor(decoys))
 
-# %% ../../../nbs/papers/idcm.ipynb #0726397d
+# %% ../../../nbs/papers/idcm.ipynb #4327bac1
 def passage_scores(model, queries: torch.Tensor, docs: torch.Tensor, batch: int = 4096) -> torch.Tensor:
-    "Scores of every passage: queries (n, Lq), docs (n, ..., L) -> (n, ...), in chunks of `batch` passages."
+    """Scores of every passage: queries (n, Lq), docs (n, ..., L) -> (n, ...), in chunks of `batch` passages, computed on
+    the model's device and returned on the device of `docs`."""
     n, inner, L = docs.shape[0], docs.shape[1:-1], docs.shape[-1]
+    dev = next(model.parameters()).device
     flat_p = docs.reshape(-1, L)
     flat_q = queries[:, None, :].expand(n, int(np.prod(inner)), -1).reshape(-1, queries.shape[-1])
-    out = [model(flat_q[i:i + batch], flat_p[i:i + batch]) for i in range(0, len(flat_p), batch)]
+    out = [model(flat_q[i:i + batch].to(dev), flat_p[i:i + batch].to(dev)).to(docs.device) for i in range(0, len(flat_p), batch)]
     return torch.cat(out).reshape(n, *inner)
 
 def doc_pairs(D: DocRanking, n: int, g: torch.Generator, hard_only: bool = False) -> tuple:
@@ -115,8 +117,8 @@ def train_passage_ranker(model, D: DocRanking, steps: int, batch: int, lr: float
                 c, p = int(torch.randint(C, (1,), generator=g)), int(torch.randint(Pn, (1,), generator=g))
                 if c == int(D.relevant[i]) and p == int(D.answer[i]): p = (p + 1) % Pn
                 negs.append(D.docs[i, c, p])
-        q = D.queries[qi]
-        loss = F.softplus(model(q, torch.stack(negs)) - model(q, pos)).mean()
+        q, dev = D.queries[qi], next(model.parameters()).device
+        loss = F.softplus(model(q.to(dev), torch.stack(negs).to(dev)) - model(q.to(dev), pos.to(dev))).mean()
         opt.zero_grad(); loss.backward(); opt.step()
     return model.eval()
 
@@ -126,9 +128,9 @@ def train_doc_ranker(model, D: DocRanking, steps: int, batch: int, lr: float, se
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     for _ in range(steps):
         qi, pos, neg = doc_pairs(D, batch, g)
-        q = D.queries[qi]
-        sp = passage_scores(model, q, D.docs[qi, pos]).max(-1).values
-        sn = passage_scores(model, q, D.docs[qi, neg]).max(-1).values
+        q, dev = D.queries[qi], next(model.parameters()).device
+        sp = passage_scores(model, q, D.docs[qi, pos].to(dev)).max(-1).values
+        sn = passage_scores(model, q, D.docs[qi, neg].to(dev)).max(-1).values
         loss = F.softplus(sn - sp).mean()
         opt.zero_grad(); loss.backward(); opt.step()
     return model.eval()
@@ -138,10 +140,10 @@ def train_distilled_selector(model, queries: torch.Tensor, docs: torch.Tensor, t
     "Distil the teacher's ranking of each document's passages: listwise softmax cross-entropy over `docs` (n, passages, L)."
     torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    target = F.softmax(teacher_scores / temperature, -1)
+    target, dev = F.softmax(teacher_scores / temperature, -1), next(model.parameters()).device
     for _ in range(steps):
         i = torch.randint(len(docs), (batch,), generator=g)
-        loss = -(target[i] * F.log_softmax(passage_scores(model, queries[i], docs[i]), -1)).sum(-1).mean()
+        loss = -(target[i].to(dev) * F.log_softmax(passage_scores(model, queries[i], docs[i].to(dev)), -1)).sum(-1).mean()
         opt.zero_grad(); loss.backward(); opt.step()
     return model.eval()
 

@@ -82,7 +82,7 @@ class LateInteraction(nn.Module):
         Q, D = self.proj(self.enc(q)), self.proj(self.enc(d))
         return torch.einsum("bqe,bde->bqd", Q, D).max(-1).values.sum(-1)
 
-# %% ../../../nbs/papers/margin-mse.ipynb #59dc59d8
+# %% ../../../nbs/papers/margin-mse.ipynb #2d389c91
 LOSSES = ("labels", "pointwise-mse", "margin-mse")
 
 def make_triples(C: FactRanking, queries, cands: dict, n: int, g: torch.Generator) -> torch.Tensor:
@@ -103,35 +103,39 @@ def ranking_loss(kind: str, sp, sn, tp=None, tn=None) -> torch.Tensor:
 
 @torch.no_grad()
 def score_triples(model, C: FactRanking, triples: torch.Tensor, batch: int = 1024) -> torch.Tensor:
-    "(n, 2) scores of `model` for each triple's positive and negative passage."
+    "(n, 2) scores of `model` for each triple's positive and negative passage (on the CPU, wherever the model is)."
     model.eval()
-    out = [torch.stack([model(C.queries[t[:, 0]], C.docs[t[:, 1]]), model(C.queries[t[:, 0]], C.docs[t[:, 2]])], 1)
-           for t in triples.split(batch)]
+    dev, out = next(model.parameters()).device, []
+    for t in triples.split(batch):
+        q = C.queries[t[:, 0]].to(dev)
+        out.append(torch.stack([model(q, C.docs[t[:, 1]].to(dev)), model(q, C.docs[t[:, 2]].to(dev))], 1).cpu())
     model.train()
     return torch.cat(out)
 
 def train_ranker(model, C: FactRanking, triples: torch.Tensor, loss: str, steps: int, batch: int = 32, lr: float = 1e-3,
                  teacher_scores: torch.Tensor = None, seed: int = 0):
-    "Train `model` on `triples` (shuffled epochs) with `loss`; `teacher_scores` (n, 2) for the distillation losses."
+    "Train `model` (on its device) on `triples` (shuffled epochs) with `loss`; `teacher_scores` (n, 2) for the distillation losses."
     if loss not in LOSSES: raise ValueError(f"unknown loss {loss!r}: valid losses are {', '.join(LOSSES)}")
     if loss != "labels" and teacher_scores is None: raise ValueError(f"{loss} needs teacher_scores")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    dev = next(model.parameters()).device
     perm, at = torch.randperm(len(triples), generator=g), 0
     for _ in range(steps):
         if at + batch > len(perm): perm, at = torch.randperm(len(triples), generator=g), 0
         idx = perm[at:at + batch]; at += batch
         t = triples[idx]
-        q = C.queries[t[:, 0]]
-        sp, sn = model(q, C.docs[t[:, 1]]), model(q, C.docs[t[:, 2]])
-        tp, tn = (teacher_scores[idx, 0], teacher_scores[idx, 1]) if teacher_scores is not None else (None, None)
+        q = C.queries[t[:, 0]].to(dev)
+        sp, sn = model(q, C.docs[t[:, 1]].to(dev)), model(q, C.docs[t[:, 2]].to(dev))
+        tp, tn = ((teacher_scores[idx, 0].to(dev), teacher_scores[idx, 1].to(dev)) if teacher_scores is not None
+                  else (None, None))
         l = ranking_loss(loss, sp, sn, tp, tn)
         opt.zero_grad(); l.backward(); opt.step()
     model.eval()
     return model
 
-# %% ../../../nbs/papers/margin-mse.ipynb #71e9b8af
+# %% ../../../nbs/papers/margin-mse.ipynb #c540b6d7
 METRICS = ("RR(rel=3)@10", "nDCG@10")
 
 def judgments(C: FactRanking, queries) -> list:
@@ -146,7 +150,9 @@ def judgments(C: FactRanking, queries) -> list:
 def dense_retrieval(model: DotEncoder, C: FactRanking, queries, k: int = 100) -> np.ndarray:
     "Exact nearest-neighbour search over all passages with the dot-product student."
     model.eval()
-    return exact_search(model.embed(C.queries[torch.as_tensor(np.asarray(queries))]), model.embed(C.docs), k)[1].numpy()
+    dev = next(model.parameters()).device
+    Q, D = model.embed(C.queries[torch.as_tensor(np.asarray(queries))].to(dev)), model.embed(C.docs.to(dev))
+    return exact_search(Q, D, k)[1].cpu().numpy()
 
 def evaluate(ranked, qrels: list) -> dict:
     m = ir_metrics(ranked, qrels, METRICS)

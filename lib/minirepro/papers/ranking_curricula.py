@@ -78,7 +78,7 @@ def curriculum_weights(D: torch.Tensor, step: int, m: int, arm: str = "curriculu
     d = D if arm == "curriculum" else 1 - D
     return d + step / m * (1 - d)
 
-# %% ../../../nbs/papers/ranking-curricula.ipynb #9e6cb352
+# %% ../../../nbs/papers/ranking-curricula.ipynb #0b1751fb
 def make_ranker(kind: str, vocab_size: int, d: int = 32, layers: int = 2):
     "knrm: kernel pooling over word embeddings; cross: a cross-encoder over [question; answer]."
     if kind == "knrm": return KernelPooling(vocab_size, d)
@@ -90,12 +90,12 @@ def train_reranker(model, C: QACollection, triples: torch.Tensor, D: torch.Tenso
     "Pairwise hinge training with the arm's sample weights; the curriculum reaches uniform after `curriculum_share` of the steps."
     torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    m = int(curriculum_share * steps)
+    m, dev = int(curriculum_share * steps), next(model.parameters()).device
     for step in range(steps):
         idx = torch.randint(len(triples), (batch,), generator=g)
-        t, w = triples[idx], curriculum_weights(D[idx], step, m, arm)
-        q = C.questions[t[:, 0]]
-        loss = (w * F.relu(1 - model(q, C.answers[t[:, 1]]) + model(q, C.answers[t[:, 2]]))).mean()
+        t, w = triples[idx], curriculum_weights(D[idx], step, m, arm).to(dev)
+        q, pos, neg = C.questions[t[:, 0]].to(dev), C.answers[t[:, 1]].to(dev), C.answers[t[:, 2]].to(dev)
+        loss = (w * F.relu(1 - model(q, pos) + model(q, neg))).mean()
         opt.zero_grad(); loss.backward(); opt.step()
     return model.eval()
 
