@@ -31,6 +31,7 @@ def test_pq_round_trip_and_adc_matches_decoded_inner_products():
     Q = torch.randn(5, 8, generator=g)
     top = adc_search(Q, C, codes, 10)
     assert torch.equal(top, (Q @ R.T).topk(10, 1).indices)              # ADC = inner product with the reconstructions
+    assert torch.equal(adc_search(Q, C, codes, 10, batch=2), top)        # queries in chunks: the same answer
 
 
 def test_soft_quantisation_tends_to_hard():

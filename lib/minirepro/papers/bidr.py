@@ -16,7 +16,7 @@ from ..core.retrieval import BiEncoder, info_nce
 __all__ = ['kmeans', 'subvectors', 'pq_codebooks', 'pq_encode', 'pq_decode', 'adc_search', 'soft_quantize',
            'train_contrastive_quantizer', 'pipeline']
 
-# %% ../../../nbs/papers/bidr.ipynb #87335df6
+# %% ../../../nbs/papers/bidr.ipynb #e43b886c
 def kmeans(X: torch.Tensor, k: int, iters: int = 20, g: torch.Generator = None) -> torch.Tensor:
     "`k` centroids of the rows of `X`: k-means++ seeding (rows drawn in proportion to squared distance), then Lloyd's algorithm."
     C = X[torch.randint(len(X), (1,), generator=g)]
@@ -49,11 +49,15 @@ def pq_decode(codes: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
     return torch.stack([C[i][codes[:, i]] for i in range(C.shape[0])], 1).reshape(len(codes), -1)
 
 @torch.no_grad()
-def adc_search(Q: torch.Tensor, C: torch.Tensor, codes: torch.Tensor, k: int) -> torch.Tensor:
-    "Top-`k` documents by asymmetric inner product: exact queries against the codes' centroids."
-    tables = torch.einsum("qmd,mkd->qmk", subvectors(Q, C.shape[0]), C)                 # (q, M, K)
-    scores = tables.gather(2, codes.T[None].expand(len(Q), -1, -1)).sum(1)               # (q, n_docs)
-    return scores.topk(min(k, scores.shape[1]), 1).indices
+def adc_search(Q: torch.Tensor, C: torch.Tensor, codes: torch.Tensor, k: int, batch: int = 256) -> torch.Tensor:
+    """Top-`k` documents by asymmetric inner product: exact queries against the codes' centroids, `batch` queries at a
+    time (a query's (M, n_docs) table of centroid scores is the memory that counts)."""
+    out = []
+    for i in range(0, len(Q), batch):
+        tables = torch.einsum("qmd,mkd->qmk", subvectors(Q[i:i + batch], C.shape[0]), C)          # (q, M, K)
+        scores = tables.gather(2, codes.T[None].expand(len(tables), -1, -1)).sum(1)                # (q, n_docs)
+        out.append(scores.topk(min(k, scores.shape[1]), 1).indices)
+    return torch.cat(out)
 
 def soft_quantize(X: torch.Tensor, C: torch.Tensor, tau: float) -> torch.Tensor:
     "Differentiable quantisation: each sub-vector -> softmax(-squared distance / tau)-weighted mix of its centroids."
