@@ -132,6 +132,7 @@ def test_finish_writes_results_json(tmp_path, monkeypatch):
     assert on_disk == json.loads(json.dumps(res))
     assert on_disk["seed"] == 2 and on_disk["scale"] == "ci" and on_disk["device"] == "cpu"
     assert {"git_commit", "packages", "python", "platform"} <= set(on_disk["provenance"])
+    assert on_disk["provenance"]["float32_matmul"] == "highest"          # exact float32 on the CPU
     assert [c["id"] for c in on_disk["claims"]] == [c["id"] for c in run.paper["claims"]]
     assert all(isinstance(c["holds"], bool) for c in on_disk["claims"])
 

@@ -97,7 +97,7 @@ def claims_table(claims: list, sig: int = 3) -> str:
     n = sum(c.holds for c in claims)
     return format_table(rows, sig) + f"\n{n}/{len(claims)} claims hold"
 
-# %% ../../../nbs/core/results.ipynb #ecceabc5
+# %% ../../../nbs/core/results.ipynb #d00b5179
 PROVENANCE_PACKAGES = ("minirepro", "torch", "numpy", "transformers", "datasets", "matplotlib", "papermill", "nbval")
 
 def _git(root, *args):
@@ -106,7 +106,7 @@ def _git(root, *args):
     return r.stdout.strip() if r.returncode == 0 else None
 
 def provenance(root=None) -> dict:
-    "Git commit, package versions, Python and platform of this process."
+    "Git commit, package versions, Python and platform of this process, and its float32 matmul precision."
     root = Path(root or find_root())
     vers = {}
     for p in PROVENANCE_PACKAGES:
@@ -116,6 +116,7 @@ def provenance(root=None) -> dict:
     return {"git_commit": _git(root, "rev-parse", "HEAD"), "git_dirty": bool(status), "packages": vers,
             "python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "float32_matmul": torch.get_float32_matmul_precision(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 def atomic_write_text(path, text):
