@@ -45,7 +45,7 @@ class MarkovLanguage:
         lp = self.logP[x[:, :-1], x[:, 1:]].sum(-1) - math.log(self.vocab)
         return -lp / x.shape[1]
 
-# %% ../../../nbs/papers/copyright-traps.ipynb #203cc0fd
+# %% ../../../nbs/papers/copyright-traps.ipynb #67545e2d
 def make_cells(lang: MarkovLanguage, lengths, reps, traps: int, temp_lo: float, temp_hi: float,
                generator: torch.Generator) -> dict:
     "{(length, repetitions): (members, non-members)}, each `traps` sequences at temperatures drawn in [temp_lo, temp_hi]."
@@ -84,6 +84,7 @@ def ratio_auc(model, lang: MarkovLanguage, members: torch.Tensor, non_members: t
 
 def perplexity_split_auc(model, lang: MarkovLanguage, members: torch.Tensor, non_members: torch.Tensor) -> tuple:
     "Ratio-attack AUCs of the (low, high)-perplexity halves of a cell, split at the median chain loss of all its traps."
-    cut = lang.loss(torch.cat([members, non_members])).median()
-    return tuple(ratio_auc(model, lang, members[side(lang.loss(members))], non_members[side(lang.loss(non_members))])
-                 for side in (lambda l: l <= cut, lambda l: l > cut))
+    lm, ln = lang.loss(members), lang.loss(non_members)
+    cut = torch.cat([lm, ln]).median()
+    return (ratio_auc(model, lang, members[lm <= cut], non_members[ln <= cut]),
+            ratio_auc(model, lang, members[lm > cut], non_members[ln > cut]))

@@ -78,7 +78,7 @@ def doc_ranking(n_queries: int, candidates: int = 20, passages: int = 16, filler
     return DocRanking(words, torch.tensor(queries), torch.tensor(docs), torch.tensor(relevant), torch.tensor(answer),
                       torch.tensor(is_hard), torch.tensor(decoys))
 
-# %% ../../../nbs/papers/idcm.ipynb #4327bac1
+# %% ../../../nbs/papers/idcm.ipynb #c539b694
 def passage_scores(model, queries: torch.Tensor, docs: torch.Tensor, batch: int = 4096) -> torch.Tensor:
     """Scores of every passage: queries (n, Lq), docs (n, ..., L) -> (n, ...), in chunks of `batch` passages, computed on
     the model's device and returned on the device of `docs`."""
@@ -104,6 +104,7 @@ def train_passage_ranker(model, D: DocRanking, steps: int, batch: int, lr: float
     torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     n, C, Pn = D.docs.shape[:3]
+    dev = next(model.parameters()).device
     for _ in range(steps):
         qi = torch.randint(n, (batch,), generator=g)
         pos = D.docs[qi, D.relevant[qi], D.answer[qi]]
@@ -117,18 +118,18 @@ def train_passage_ranker(model, D: DocRanking, steps: int, batch: int, lr: float
                 c, p = int(torch.randint(C, (1,), generator=g)), int(torch.randint(Pn, (1,), generator=g))
                 if c == int(D.relevant[i]) and p == int(D.answer[i]): p = (p + 1) % Pn
                 negs.append(D.docs[i, c, p])
-        q, dev = D.queries[qi], next(model.parameters()).device
-        loss = F.softplus(model(q.to(dev), torch.stack(negs).to(dev)) - model(q.to(dev), pos.to(dev))).mean()
+        q = D.queries[qi].to(dev)
+        loss = F.softplus(model(q, torch.stack(negs).to(dev)) - model(q, pos.to(dev))).mean()
         opt.zero_grad(); loss.backward(); opt.step()
     return model.eval()
 
 def train_doc_ranker(model, D: DocRanking, steps: int, batch: int, lr: float, seed: int = 0):
     "Train a passage scorer on document labels: max-pooled passage scores, pairwise loss (relevant vs negative)."
     torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    opt, dev = torch.optim.AdamW(model.parameters(), lr=lr), next(model.parameters()).device
     for _ in range(steps):
         qi, pos, neg = doc_pairs(D, batch, g)
-        q, dev = D.queries[qi], next(model.parameters()).device
+        q = D.queries[qi]
         sp = passage_scores(model, q, D.docs[qi, pos].to(dev)).max(-1).values
         sn = passage_scores(model, q, D.docs[qi, neg].to(dev)).max(-1).values
         loss = F.softplus(sn - sp).mean()
