@@ -226,7 +226,7 @@ def cached_embeddings(model_name: str, texts: list, encode, folder=None) -> torc
     torch.save(E, tmp); os.replace(tmp, path)
     return E
 
-# %% ../../../nbs/core/retrieval.ipynb #14e8cfb0
+# %% ../../../nbs/core/retrieval.ipynb #00435a78
 class WordVocab:
     "Whitespace-token vocabulary (id 0 is unknown) for bag-of-words towers."
     def __init__(self, texts: list, min_count: int = 1):
@@ -309,16 +309,16 @@ def random_negatives(positives: list, n_docs: int, k: int, g: torch.Generator) -
 
 def hard_negatives(ranked, positives: list, k: int, g: torch.Generator = None, depth: int = None) -> torch.Tensor:
     "(B, k) negatives from each query's ranking (`ranked` (B, n)), skipping positives; sampled from the top `depth` if `g`."
-    ranked = torch.as_tensor(ranked)
+    ranked = torch.as_tensor(ranked).cpu()   # read on the CPU: one copy, not an element-wise sync per candidate
     out = torch.empty(len(positives), k, dtype=torch.long)
     for i, pos in enumerate(positives):
-        cand = [int(d) for d in ranked[i, :depth] if int(d) not in pos]
+        cand = [d for d in ranked[i, :depth].tolist() if d not in pos]
         if len(cand) < k: raise ValueError(f"query {i}: only {len(cand)} non-positive candidates for {k} hard negatives")
         if g is not None: cand = [cand[j] for j in torch.randperm(len(cand), generator=g)[:k].tolist()]
         out[i] = torch.tensor(cand[:k])
     return out
 
-# %% ../../../nbs/core/retrieval.ipynb #10f673b4
+# %% ../../../nbs/core/retrieval.ipynb #1af7fd45
 def lambda_rr_loss(scores: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     "ADORE-style pairwise loss: softplus(s_neg - s_pos) weighted by |1/rank_pos - 1/rank_neg| under the current `scores` (B, n_docs)."
     s_pos, s_neg = scores.gather(1, pos[:, None]), scores.gather(1, neg)
@@ -351,7 +351,7 @@ def train_biencoder(enc: BiEncoder, docs: list, queries: list, qrels: list, step
             elif negatives == "random": neg = random_negatives([positives[i] for i in b], len(docs), n_neg, g)
             elif negatives == "static": neg = hard_negatives(torch.as_tensor(hard)[b], [positives[i] for i in b], n_neg, g)
             else: neg = None
-            if lambda_rr: loss = lambda_rr_loss(scores, pos, neg)
+            if lambda_rr: loss = lambda_rr_loss(scores, pos.to(scores.device), neg.to(scores.device))
             else: loss = info_nce(q, fixed_docs[pos], fixed_docs[neg] if neg is not None else None, temperature, in_batch)
         else:
             if negatives == "random": neg = random_negatives([positives[i] for i in b], len(docs), n_neg, g)

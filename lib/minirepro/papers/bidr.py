@@ -16,7 +16,7 @@ from ..core.retrieval import BiEncoder, info_nce
 __all__ = ['kmeans', 'subvectors', 'pq_codebooks', 'pq_encode', 'pq_decode', 'adc_search', 'soft_quantize',
            'train_contrastive_quantizer', 'pipeline']
 
-# %% ../../../nbs/papers/bidr.ipynb #e43b886c
+# %% ../../../nbs/papers/bidr.ipynb #a05f8f1b
 def kmeans(X: torch.Tensor, k: int, iters: int = 20, g: torch.Generator = None) -> torch.Tensor:
     "`k` centroids of the rows of `X`: k-means++ seeding (rows drawn in proportion to squared distance), then Lloyd's algorithm."
     C = X[torch.randint(len(X), (1,), generator=g)]
@@ -36,8 +36,8 @@ def subvectors(X: torch.Tensor, M: int) -> torch.Tensor:
 
 def pq_codebooks(X: torch.Tensor, M: int, K: int, g: torch.Generator = None) -> torch.Tensor:
     "Post-hoc PQ: k-means codebooks (M, K, d / M) of the rows of `X`, one per sub-space."
-    S = subvectors(X, M)
-    return torch.stack([kmeans(S[:, i], K, g=g) for i in range(M)])
+    S = subvectors(X.cpu(), M)      # k-means runs on the CPU, where the generator `g` lives
+    return torch.stack([kmeans(S[:, i], K, g=g) for i in range(M)]).to(X.device)
 
 def pq_encode(X: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
     "Codes (n, M): the nearest centroid of each sub-vector."

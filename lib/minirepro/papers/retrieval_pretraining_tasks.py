@@ -83,7 +83,7 @@ def wlp_pairs(W: LinkedWiki, rng: random.Random, per_link: int = 3) -> tuple:
         for _ in range(per_link): src.append(rng.choice(firsts[int(W.links_to[i])])); tgt.append(W.passages[i])
     return src, tgt
 
-# %% ../../../nbs/papers/retrieval-pretraining-tasks.ipynb #13b18f3b
+# %% ../../../nbs/papers/retrieval-pretraining-tasks.ipynb #3dc6766d
 TASKS = ("none", "MLM", "ICT", "ICT+BFS+WLP")
 
 def pretrain_pairs(enc: BiEncoder, queries: list, targets: list, steps: int, batch: int, lr: float, seed: int = 0) -> list:
@@ -94,7 +94,8 @@ def pretrain_masked(enc: BiEncoder, vocab: WordVocab, passages: list, steps: int
     "Masked-word pre-training of the query tower: predict a removed word of a passage from the rest."
     g = torch.Generator().manual_seed(seed)
     d = enc.q(passages[:1]).shape[-1]
-    decoder = torch.nn.Linear(d, len(vocab))
+    dev = next(enc.parameters()).device
+    decoder = torch.nn.Linear(d, len(vocab)).to(dev)
     opt = torch.optim.Adam(list(enc.parameters()) + list(decoder.parameters()), lr=lr)
     toks, losses = [p.split() for p in passages], []
     for _ in range(steps):
@@ -102,6 +103,6 @@ def pretrain_masked(enc: BiEncoder, vocab: WordVocab, passages: list, steps: int
         for i in torch.randint(len(toks), (batch,), generator=g).tolist():
             t = toks[i]; j = int(torch.randint(len(t), (1,), generator=g))
             ctx.append(" ".join(t[:j] + t[j + 1:])); y.append(vocab.stoi.get(t[j].lower(), 0))
-        loss = F.cross_entropy(decoder(enc.q(ctx)), torch.tensor(y))
+        loss = F.cross_entropy(decoder(enc.q(ctx)), torch.tensor(y, device=dev))
         opt.zero_grad(); loss.backward(); opt.step(); losses.append(loss.item())
     return losses
