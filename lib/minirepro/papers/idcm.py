@@ -78,7 +78,7 @@ def doc_ranking(n_queries: int, candidates: int = 20, passages: int = 16, filler
     return DocRanking(words, torch.tensor(queries), torch.tensor(docs), torch.tensor(relevant), torch.tensor(answer),
                       torch.tensor(is_hard), torch.tensor(decoys))
 
-# %% ../../../nbs/papers/idcm.ipynb #c539b694
+# %% ../../../nbs/papers/idcm.ipynb #628f4743
 def passage_scores(model, queries: torch.Tensor, docs: torch.Tensor, batch: int = 4096) -> torch.Tensor:
     """Scores of every passage: queries (n, Lq), docs (n, ..., L) -> (n, ...), in chunks of `batch` passages, computed on
     the model's device and returned on the device of `docs`."""
@@ -86,8 +86,12 @@ def passage_scores(model, queries: torch.Tensor, docs: torch.Tensor, batch: int 
     dev = next(model.parameters()).device
     flat_p = docs.reshape(-1, L)
     flat_q = queries[:, None, :].expand(n, int(np.prod(inner)), -1).reshape(-1, queries.shape[-1])
-    out = [model(flat_q[i:i + batch].to(dev), flat_p[i:i + batch].to(dev)).to(docs.device) for i in range(0, len(flat_p), batch)]
-    return torch.cat(out).reshape(n, *inner)
+    out = None   # filled in place: small chunk outputs kept between large temporaries fragment the CPU heap
+    for i in range(0, len(flat_p), batch):
+        s = model(flat_q[i:i + batch].to(dev), flat_p[i:i + batch].to(dev)).to(docs.device)
+        if out is None: out = s.new_empty(len(flat_p))
+        out[i:i + len(s)] = s
+    return out.reshape(n, *inner)
 
 def doc_pairs(D: DocRanking, n: int, g: torch.Generator, hard_only: bool = False) -> tuple:
     "`n` training pairs: (query index, relevant candidate, another candidate: a hard negative if `hard_only`)."
