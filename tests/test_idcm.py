@@ -42,6 +42,14 @@ def test_passage_scores_broadcast_over_documents():
     m = KernelPooling(20, d=8, kernels=5)
     s = passage_scores(m, torch.randint(1, 20, (2, 3)), torch.randint(1, 20, (2, 4, 5, 6)), batch=7)
     assert s.shape == (2, 4, 5)
+    q, docs = torch.randint(1, 20, (2, 3)), torch.randint(1, 20, (2, 4, 5, 6))
+    s = passage_scores(m, q, docs, batch=7)                      # chunks of 7 over 40 passages: the last one is short
+    direct = torch.stack([torch.stack([m(q[i:i + 1], docs[i, j]) for j in range(4)]) for i in range(2)])
+    assert torch.allclose(s, direct, atol=1e-6)
+    s.sum().backward()                                           # written in place, still differentiable
+    g = m.out.weight.grad.clone(); m.zero_grad()
+    direct.sum().backward()
+    assert torch.allclose(g, m.out.weight.grad, atol=1e-5) and g.abs().sum() > 0
 
 
 def test_selection_and_cascade(D):
