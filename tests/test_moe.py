@@ -115,3 +115,32 @@ def test_switch_gate_weighs_the_chosen_expert_by_its_probability_and_trains_the_
     chosen(x).pow(2).sum().backward()
     assert chosen.w_router.grad.abs().sum() == 0  # softmax over one chosen logit is constant
     with pytest.raises(ValueError, match="valid gates: chosen, all"): MoEFFN(4, 2, 4, gate="top")
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+@pytest.mark.parametrize("k,capacity", [(1, None), (2, None), (1, 0.5)])
+def test_sparse_and_dense_dispatch_compute_the_same_outputs_and_gradients(router, k, capacity):
+    results = []
+    for dispatch in ("dense", "sparse"):
+        layer = MoEFFN(12, 6, experts=5, k=k, router=router, capacity=capacity, gate="all", seed=1, dispatch=dispatch)
+        x = torch.randn(3, 40, 12, generator=torch.Generator().manual_seed(2), requires_grad=True)
+        torch.manual_seed(3)  # the same random draws for the token and batch routers
+        y = layer(x)
+        y.pow(2).sum().backward()
+        results.append([y, x.grad] + [p.grad for p in layer.parameters()] + [layer.load])
+    assert len(results[0]) == len(results[1])
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, atol=1e-6)
+    if capacity: assert int(results[0][-1].max()) <= 12  # ceil(0.5 * 120 / 5)
+
+
+def test_auto_dispatch_is_sparse_on_a_cpu_only_when_few_pairs_are_chosen(monkeypatch):
+    calls = []
+    monkeypatch.setattr(MoEFFN, "_sparse", lambda self, x, g, c: calls.append("sparse") or x)
+    monkeypatch.setattr(MoEFFN, "_dense", lambda self, x, g, u: calls.append("dense") or x)
+    x = torch.randn(20, 8)
+    for k in (1, 2, 3, 4): MoEFFN(8, 4, experts=4, k=k, router="token", seed=0)(x)
+    MoEFFN(8, 4, experts=4, k=1, router="batch", seed=0)(x)  # one expert used by every token: dense over it
+    MoEFFN(8, 4, experts=4, k=4, router="token", seed=0, dispatch="sparse")(x)
+    assert calls == ["sparse", "dense", "dense", "dense", "dense", "sparse"]
+    with pytest.raises(ValueError, match="valid: auto, dense, sparse"): MoEFFN(4, 2, 4, dispatch="scatter")
