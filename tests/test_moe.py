@@ -84,7 +84,8 @@ def test_unknown_router_and_bad_k_name_the_valid_values():
 def test_moeify_splits_the_dense_block_exactly_and_sets_k_everywhere():
     dense = tiny_llama(20, d=16, layers=2, heads=2, ffn=64, seed=0)
     moe = moeify(tiny_llama(20, d=16, layers=2, heads=2, ffn=64, seed=0), experts=4, k=4, router="token", seed=0)
-    assert len(moe_layers(moe)) == 2
+    assert len(moe_layers(moe)) == 2 and all(m.dispatch == "auto" for m in moe_layers(moe))
+    assert all(m.dispatch == "dense" for m in moe_layers(moeify(tiny_llama(20, d=16, layers=2, heads=2, ffn=64), 4, dispatch="dense")))
     x = torch.randn(7, 16)
     for dl, ml in zip(dense.model.layers, moe_layers(moe)):
         assert torch.allclose(ml.expert_outputs(x).sum(1), dl.mlp(x), atol=1e-6)

@@ -19,9 +19,10 @@ from .repro import Run, find_root, paper_dir, load_paper, UnknownName
 
 # %% auto #0
 __all__ = ['OPS', 'ROUNDOFF_FLOOR', 'PROVENANCE_PACKAGES', 'FIG_DPI', 'DEFAULT_TOL', 'Claim', 'check_claims', 'fmt',
-           'format_table', 'print_table', 'claims_table', 'provenance', 'atomic_write_text', 'atomic_write_json',
-           'save_figure', 'show_figure', 'device_used', 'finish', 'tolerance_for', 'compare_results', 'compare_figures',
-           'recorded_paths', 'load_recorded', 'verify_run', 'record_run', 'seeds_path', 'record_seed', 'seed_summary']
+           'format_table', 'print_table', 'claims_table', 'cpu_info', 'provenance', 'atomic_write_text',
+           'atomic_write_json', 'save_figure', 'show_figure', 'device_used', 'finish', 'tolerance_for',
+           'compare_results', 'compare_figures', 'recorded_paths', 'load_recorded', 'verify_run', 'record_run',
+           'seeds_path', 'record_seed', 'seed_summary']
 
 # %% ../../../nbs/core/results.ipynb #d1796168
 def _plain(x):
@@ -105,8 +106,25 @@ def _git(root, *args):
     except (OSError, subprocess.SubprocessError): return None
     return r.stdout.strip() if r.returncode == 0 else None
 
+def cpu_info() -> dict:
+    """The processor as far as float32 results depend on it: vendor, model, cache size (the BLAS's blocking follows
+    it), the vector instruction sets that change which kernels run, and the level PyTorch dispatches its own to."""
+    info = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("vendor_id", "model name", "cache size") and key not in info: info[key] = value.strip()
+            if key == "flags":
+                info["flags"] = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile")
+                                 if f in value.split()]
+                break
+    except OSError: pass
+    info["torch_capability"] = torch.backends.cpu.get_cpu_capability()
+    return info
+
 def provenance(root=None) -> dict:
-    "Git commit, package versions, Python and platform of this process, and its float32 matmul precision."
+    "Git commit, package versions, Python, platform and processor of this process, and its float32 matmul precision."
     root = Path(root or find_root())
     vers = {}
     for p in PROVENANCE_PACKAGES:
@@ -115,7 +133,7 @@ def provenance(root=None) -> dict:
     status = _git(root, "status", "--porcelain", "--untracked-files=no")
     return {"git_commit": _git(root, "rev-parse", "HEAD"), "git_dirty": bool(status), "packages": vers,
             "python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu": cpu_info(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "float32_matmul": torch.get_float32_matmul_precision(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 

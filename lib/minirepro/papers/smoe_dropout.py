@@ -44,12 +44,13 @@ def make_arm(kind: str, P, seed: int = 0):
     """The model of arm `kind` (one of `ARMS`) at preset `P`: a tiny Llama whose feed-forward blocks are dense, split
     into `P.experts` experts with a learned router, a frozen random router (SMoE-Dropout; `frozen-all`: the same
     router with every expert active from the first step) or a fresh random choice per token, or removed. Every arm
-    starts from the same dense weights (`seed`)."""
+    starts from the same dense weights (`seed`). `P.dispatch` (default auto): how the mixtures compute their experts
+    (see `minirepro.core.moe.MoEFFN`)."""
     if kind not in ARMS: raise ValueError(f"unknown arm {kind!r}; valid arms: {', '.join(ARMS)}")
     model = tiny_llama(P.vocab, d=P.d, layers=P.layers, heads=P.heads, ctx=P.length, ffn=P.ffn, seed=seed)
     router = {"learned": "learned", "smoe-dropout": "random", "frozen-all": "random", "random-token": "token"}.get(kind)
     k = {"learned": P.learned_k, "frozen-all": P.experts}.get(kind, P.k_start)
-    if router: moeify(model, P.experts, k=k, router=router, seed=seed)
+    if router: moeify(model, P.experts, k=k, router=router, seed=seed, dispatch=getattr(P, "dispatch", "auto"))
     if kind == "no-ffn":
         for layer in model.model.layers: layer.mlp = NoFFN()
     return model

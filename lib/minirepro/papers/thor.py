@@ -78,13 +78,15 @@ ARMS = ("dense", "switch", "random", "thor")
 def make_arm(kind: str, P, tok, seed: int = 0):
     """A translator of arm `kind` (one of `ARMS`): a tiny Llama with a `P.ffn`-wide feed-forward block (dense), or
     `P.experts` experts of that width with one active per token, chosen by a learned router weighed by its probability
-    (switch), at random for each token (random) or at random per layer for each pass (thor)."""
+    (switch), at random for each token (random) or at random per layer for each pass (thor). `P.dispatch` (default
+    auto): how the mixtures compute their experts (see `minirepro.core.moe.MoEFFN`)."""
     if kind not in ARMS: raise ValueError(f"unknown arm {kind!r}; valid arms: {', '.join(ARMS)}")
     width = P.ffn if kind == "dense" else P.ffn * P.experts
     model = tiny_llama(len(tok), d=P.d, layers=P.layers, heads=P.heads, ctx=2 * P.max_len + 8, ffn=width, tok=tok, seed=seed)
-    if kind == "switch": moeify(model, P.experts, k=1, router="learned", gate="all", seed=seed)
-    if kind == "random": moeify(model, P.experts, k=1, router="token", seed=seed)
-    if kind == "thor": moeify(model, P.experts, k=1, router="batch", seed=seed)
+    dispatch = getattr(P, "dispatch", "auto")
+    if kind == "switch": moeify(model, P.experts, k=1, router="learned", gate="all", seed=seed, dispatch=dispatch)
+    if kind == "random": moeify(model, P.experts, k=1, router="token", seed=seed, dispatch=dispatch)
+    if kind == "thor": moeify(model, P.experts, k=1, router="batch", seed=seed, dispatch=dispatch)
     return model
 
 def _logits(model, batch):
