@@ -152,3 +152,13 @@ def test_a_run_given_a_gpu_it_never_used_is_recorded_as_cpu(tmp_path, monkeypatc
         assert R.finish(run, metrics, quiet=True)["device"] == "cpu"
     monkeypatch.setattr(R.torch.cuda, "max_memory_allocated", lambda *a: 1 << 20)
     assert R.finish(run, metrics, quiet=True)["device"] == "cuda"
+
+
+def test_provenance_is_taken_when_the_run_starts(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIREPRO_RUN_DIR", str(tmp_path))
+    run = setup("aaren", "ci", seed=0, quiet=True)
+    assert run.provenance["packages"]["torch"] and "cpu" in run.provenance
+    started = run.provenance["git_commit"]
+    monkeypatch.setattr(R, "provenance", lambda root: {"git_commit": "a commit made during the run"})
+    res = R.finish(run, {m["metric"]: 0.0 for m in run.paper["claims"]}, quiet=True)
+    assert res["provenance"]["git_commit"] == started and "cpu" in res["provenance"]

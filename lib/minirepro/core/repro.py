@@ -146,6 +146,7 @@ class Run:
     params: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    provenance: dict = None  # code, packages and machine at the start (see `minirepro.core.results.provenance`)
 
     @property
     def P(self) -> Preset: return self.preset
@@ -181,4 +182,6 @@ def setup(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", roo
     for f in (out/"figures").glob("*.png"): f.unlink()
     if not quiet: print(f"{slug}: scale={scale} seed={seed} device={dev} threads={threads or torch.get_num_threads()}")
     paper = {**paper, "claims": claims_at(paper, scale)}  # a claim may be one that only a larger scale can test
-    return Run(slug, scale, int(seed), dev, Preset(presets[scale]), paper, out, root, dict(params))
+    from .results import provenance  # at the start: a commit made while a long run goes on is not the code it ran
+    return Run(slug, scale, int(seed), dev, Preset(presets[scale]), paper, out, root, dict(params),
+               provenance=provenance(root))

@@ -184,7 +184,7 @@ def finish(run: Run, metrics: dict, claims: list = None, quiet: bool = False) ->
     claims = check_claims(run.paper, metrics) if claims is None else claims
     res = {"slug": run.slug, "title": run.paper.get("title"), "scale": run.scale, "seed": run.seed, "device": device_used(run),
            "params": run.params, "preset": dict(run.preset), "wall_s": round(time.time() - run.started, 2),
-           "provenance": provenance(run.root), "metrics": _plain(metrics), "claims": [asdict(c) for c in claims],
+           "provenance": run.provenance or provenance(run.root), "metrics": _plain(metrics), "claims": [asdict(c) for c in claims],
            "figures": run.figures}
     atomic_write_json(run.out_dir/"results.json", res)
     if not quiet:
