@@ -182,6 +182,6 @@ def setup(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", roo
     for f in (out/"figures").glob("*.png"): f.unlink()
     if not quiet: print(f"{slug}: scale={scale} seed={seed} device={dev} threads={threads or torch.get_num_threads()}")
     paper = {**paper, "claims": claims_at(paper, scale)}  # a claim may be one that only a larger scale can test
-    from .results import provenance  # at the start: a commit made while a long run goes on is not the code it ran
+    from minirepro.core.results import provenance  # at the start: a commit made while a long run goes on is not the code it ran
     return Run(slug, scale, int(seed), dev, Preset(presets[scale]), paper, out, root, dict(params),
                provenance=provenance(root))
