@@ -72,7 +72,7 @@ def test_provenance_names_commit_and_versions():
     assert p["packages"]["torch"].startswith("2.") and p["python"] and p["platform"]
     assert p["git_commit"] is None or len(p["git_commit"]) == 40
     # the processor: float32 results depend on the kernels it selects
-    assert p["cpu"]["torch_capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256")
+    assert isinstance(p["cpu"]["torch_capability"], str) and p["cpu"]["torch_capability"]
     assert set(p["cpu"].get("flags", [])) <= {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile"}
 
 
