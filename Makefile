@@ -59,8 +59,9 @@ docs: $(STAMP)
 export: $(STAMP)
 	$(BIN)/nbdev-export
 
+# Jupyter with the ci scale's portable numerics, so that a chapter run here computes its recorded outputs
 lab: $(STAMP)
-	$(BIN)/jupyter lab nbs/
+	eval "$$($(BIN)/minirepro env)" && $(BIN)/jupyter lab nbs/
 
 # check a chapter's claims across seeds: make seeds PAPER=aaren [SEEDS=0-4]
 seeds: $(STAMP)

@@ -1,4 +1,4 @@
-"""Shared fixtures: offline mode, the repository root, and a small throw-away book for command-line tests."""
+"""Shared fixtures: offline mode, portable numerics for the notebooks' kernels, the repository root, and a small throw-away book for command-line tests."""
 import json, os, shutil, subprocess, sys
 from pathlib import Path
 
@@ -9,6 +9,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"): os.environ[k] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the notebooks' kernels (nbval) start with the ci scale's portable numerics, as `minirepro run` starts them: their
+# recorded outputs are ci numbers, the same on every processor only under these settings
+from minirepro.core.repro import numerics_env  # noqa: E402
+os.environ.update(numerics_env("ci"))
 
 
 @pytest.fixture

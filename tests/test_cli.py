@@ -47,6 +47,7 @@ def test_run_writes_notebook_results_and_figures(tiny_book, tmp_path):
     res = json.loads((out/"tiny"/"ci-seed5"/"results.json").read_text())
     assert res["seed"] == 5 and res["params"] == {"sleep_s": 0.1, "fail": False} and res["metrics"]["value"] == 11
     assert res["claims"][0]["holds"] is True and res["provenance"]["packages"]["torch"]
+    assert res["provenance"]["numerics"] == "portable"   # the kernel started with the ci scale's pinned numerics
     assert (out/"tiny"/"ci-seed5"/"figures"/"line.png").exists()
     nb = nbformat.read(str(out/"tiny"/"ci-seed5.ipynb"), as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)

@@ -128,3 +128,50 @@ def test_tf32_matmuls_only_on_a_gpu_at_a_scale_that_allows_them(tmp_path, monkey
             assert torch.get_float32_matmul_precision() == want, (scale, device)
     finally:
         torch.set_float32_matmul_precision("highest"); torch.set_num_threads(threads); torch.use_deterministic_algorithms(False)
+
+
+def test_numerics_come_from_settings_and_a_malformed_entry_is_named(tmp_path):
+    env = repro.numerics_env("ci")
+    assert env["MKL_CBWR"] == "AVX2,STRICT" and env["ATEN_CPU_CAPABILITY"] == "avx2" and "NPY_DISABLE_CPU_FEATURES" in env
+    assert repro.numerics_env("full") == {}   # full keeps each processor's fastest kernels
+    (tmp_path/"settings.ini").write_text("[book]\n[scale:ci]\nnumerics = MKL_CBWR=AVX2 oops\n")
+    with pytest.raises(ValueError, match="'oops' is not NAME=VALUE"): repro.numerics_env("ci", repro.load_settings(tmp_path))
+
+
+PROBE = ("import warnings, sys; sys.path.insert(0, {lib!r}); {pre}"
+         "from minirepro.core.repro import use_numerics; import torch\n"
+         "with warnings.catch_warnings(record=True) as w:\n"
+         "    warnings.simplefilter('always'); got = use_numerics('ci')\n"
+         "print(got, torch.backends.mkldnn.enabled, torch.backends.cpu.get_cpu_capability(), '|'.join(str(x.message) for x in w))")
+
+
+def _probe(root, env, pre=""):
+    import subprocess, sys
+    r = subprocess.run([sys.executable, "-c", PROBE.format(lib=str(root/"lib"), pre=pre)], env=env, cwd=root,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.rstrip("\n")
+
+
+def test_a_kernel_started_with_the_numerics_runs_portable_and_one_without_is_warned(root):
+    pins = repro.numerics_env("ci")
+    bare = {k: v for k, v in os.environ.items() if k not in pins}
+    out = _probe(root, {**bare, **pins})
+    assert out == "portable False AVX2 ", out   # and no warning
+    if torch.backends.cpu.get_cpu_capability() == "DEFAULT": pytest.skip("this processor has no AVX2")
+    # numpy imported before the pins: its SIMD level is already fixed, and setup says so
+    late = _probe(root, bare, pre="import numpy; ")
+    assert late.startswith("partial False AVX2 ") and "NPY_DISABLE_CPU_FEATURES" in late, late
+    assert "may differ from the recorded outputs" in late
+
+
+def test_setup_records_the_numerics_of_the_run(tmp_path, monkeypatch):
+    import warnings
+    monkeypatch.setenv("MINIREPRO_RUN_DIR", str(tmp_path))
+    try:
+        run = setup("aaren", "full", device="cpu", quiet=True)
+        assert run.provenance["numerics"] == "native" and torch.backends.mkldnn.enabled
+        with warnings.catch_warnings(): warnings.simplefilter("ignore"); run = setup("aaren", "ci", quiet=True)
+        assert not torch.backends.mkldnn.enabled
+        assert run.provenance["numerics"] == ("partial" if repro.numerics_off(repro.numerics_env("ci")) else "portable")
+    finally: torch.backends.mkldnn.enabled = True; torch.use_deterministic_algorithms(False)

@@ -7,7 +7,7 @@ Docs: https://minirepro.github.io/minirepro/core/cli.html.md"""
 
 # %% ../../../nbs/core/cli.ipynb #43b31912
 from __future__ import annotations
-import argparse, json, os, signal, socket, sys, tempfile, threading, time, uuid
+import argparse, json, os, shlex, signal, socket, sys, tempfile, threading, time, uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import multiprocessing as mp
 from pathlib import Path
@@ -16,7 +16,7 @@ import nbformat
 import yaml
 from jupyter_client.manager import AsyncKernelManager
 
-from .repro import (UnknownName, DEVICES, find_root, load_settings, scale_names, scale_settings,
+from .repro import (UnknownName, DEVICES, find_root, load_settings, numerics_env, scale_names, scale_settings,
                                   book_index, chapter_slugs, chapter_path, paper_dir)
 from .results import (atomic_write_text, load_recorded, verify_run, record_run, record_seed, seed_summary,
                                      format_table)
@@ -119,7 +119,7 @@ def execute_chapter(slug: str, scale: str = "ci", seed: int = 0, device: str = "
     # chapters that share one GPU (--jobs) would run out of memory
     old = _set_env({"MINIREPRO_RUN_DIR": res_dir, "MINIREPRO_ROOT": root, "HF_HUB_OFFLINE": 1, "TRANSFORMERS_OFFLINE": 1,
                     "HF_DATASETS_OFFLINE": 1, "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-                    **({"OMP_NUM_THREADS": threads} if threads != "0" else {})})
+                    **({"OMP_NUM_THREADS": threads} if threads != "0" else {}), **numerics_env(scale, settings)})
     t0, error = time.time(), None
     try:
         papermill.execute_notebook(str(src), str(nb_out), parameters=parameters, cwd=str(src.parent),
@@ -264,14 +264,17 @@ def execute_inplace(path, timeout: int = 600):
     "Execute the notebook at `path` in its folder and write it back with outputs, execution counts and tags."
     from nbclient import NotebookClient
     path = Path(path); nb = nbformat.read(str(path), as_version=4)
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", kernel_manager_class=IPCKernelManager,
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    old = _set_env(numerics_env("ci"))  # their outputs are ci numbers
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", kernel_manager_class=IPCKernelManager,
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    finally: _restore_env(old)
     write_notebook(clean_executed(nb), path)
 
 # %% ../../../nbs/core/cli.ipynb #9230726a
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minirepro", description="Run, check and report the chapters of the minirepro book.")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{list,run,report,verify,execute,docs}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{list,run,report,verify,execute,docs,env}")
     ls = sub.add_parser("list", help="papers, parts, fidelity and recorded status")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r = sub.add_parser("run", help="execute chapters headless with papermill")
@@ -303,6 +306,9 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("docs", help="build the book's website from the committed notebooks (Sphinx, offline)")
     d.add_argument("--out", default="_build/html", metavar="DIR", help="where the HTML goes (default: _build/html)")
     d.add_argument("--verbose", action="store_true", help="show Sphinx's progress")
+    en = sub.add_parser("env", help="print the environment a scale's runs start with, as shell exports "
+                                    "(eval \"$(minirepro env)\" before jupyter lab)")
+    en.add_argument("--scale", default="ci")
     return p
 
 def _slugs(a, root) -> list:
@@ -391,6 +397,9 @@ def main(argv=None) -> int:
             try: return _cmd_run(a, root)
             finally: signal.signal(signal.SIGTERM, old)
         if a.cmd == "verify": return _cmd_verify(a, root)
+        if a.cmd == "env":
+            for k, v in numerics_env(a.scale).items(): print(f"export {k}={shlex.quote(v)}")
+            return 0
         if a.cmd == "report":
             if a.seeds: print(seeds_report(root, a.scale)); return 0
             for f in write_report(root): print(f"wrote {f}")

@@ -18,7 +18,7 @@ import yaml
 # %% auto #0
 __all__ = ['DEVICES', 'find_root', 'UnknownName', 'load_settings', 'scale_names', 'scale_settings', 'book_index', 'chapter_slugs',
            'chapter_path', 'paper_dir', 'load_paper', 'claims_at', 'Preset', 'seed_everything', 'set_determinism',
-           'resolve_device', 'Run', 'run_dir', 'offline', 'setup']
+           'resolve_device', 'numerics_env', 'numerics_off', 'use_numerics', 'Run', 'run_dir', 'offline', 'setup']
 
 # %% ../../../nbs/core/repro.ipynb #9d12d84f
 def find_root(start=None) -> Path:
@@ -131,6 +131,44 @@ def resolve_device(device: str = "auto", scale: str = "ci", settings=None) -> st
         warnings.warn("ci scale on cuda: the recorded ci numbers are CPU numbers, so these will differ", stacklevel=2)
     return want
 
+# %% ../../../nbs/core/repro.ipynb #987fbd7c
+def numerics_env(scale: str = "ci", settings=None) -> dict:
+    "The environment that pins `scale`'s numerics to one processor-independent code path (empty: each processor's own)."
+    env = {}
+    for item in scale_settings(scale, settings).get("numerics", "").split():
+        k, sep, v = item.partition("=")
+        if not sep or not k: raise ValueError(f"settings.ini [scale:{scale}] numerics: {item!r} is not NAME=VALUE")
+        env[k] = v
+    return env
+
+def numerics_off(env: dict) -> list:
+    "What of the pinned numerics `env` this process does not run with (empty: all of it is in force)."
+    off = [k for k, v in env.items() if os.environ.get(k) != v]
+    want = env.get("ATEN_CPU_CAPABILITY")
+    if want and "ATEN_CPU_CAPABILITY" not in off and torch.backends.cpu.get_cpu_capability().lower() != want.lower():
+        off.append(f"ATEN_CPU_CAPABILITY (PyTorch runs {torch.backends.cpu.get_cpu_capability()})")
+    disabled = env.get("NPY_DISABLE_CPU_FEATURES", "").replace(",", " ").split()
+    if disabled and "NPY_DISABLE_CPU_FEATURES" not in off:
+        from numpy._core._multiarray_umath import __cpu_features__ as feats
+        if any(feats.get(f) for f in disabled): off.append("NPY_DISABLE_CPU_FEATURES (NumPy was imported before it was set)")
+    if env and torch.backends.mkldnn.enabled: off.append("torch.backends.mkldnn.enabled")
+    return off
+
+def use_numerics(scale: str = "ci", settings=None) -> str:
+    """Pin `scale`'s numerics as far as this process still can: 'portable' when all of it is in force, 'native'
+    when the scale pins nothing, else 'partial' with a warning that names what is missing."""
+    env = numerics_env(scale, settings)
+    torch.backends.mkldnn.enabled = not env
+    if not env: return "native"
+    for k, v in env.items(): os.environ.setdefault(k, v)  # MKL, oneDNN and PyTorch read them at their first use
+    off = numerics_off(env)
+    if not off: return "portable"
+    warnings.warn(f"the {scale} scale's portable numerics are not all in force ({'; '.join(off)}): this run computes "
+                  "with this processor's own kernels and may differ from the recorded outputs in the last digits. "
+                  "`minirepro run` and `make test` start their kernels with them; for Jupyter run "
+                  '`eval "$(minirepro env)"` before starting it', stacklevel=3)
+    return "partial"
+
 # %% ../../../nbs/core/repro.ipynb #1410e862
 @dataclass
 class Run:
@@ -163,7 +201,7 @@ def offline():
     for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"): os.environ[k] = "1"
 
 def setup(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", root=None, quiet=False, **params) -> Run:
-    "Start a chapter run: preset for `scale`, seeds, threads, determinism, device (and its float32 matmul precision), offline mode and a clean output folder."
+    "Start a chapter run: preset for `scale`, seeds, threads, determinism, numerics, device (and its float32 matmul precision), offline mode and a clean output folder."
     offline()
     root = Path(root or find_root()); settings = load_settings(root)
     sc = scale_settings(scale, settings)
@@ -173,6 +211,7 @@ def setup(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", roo
     dev = resolve_device(device, scale, settings)
     threads = sc.getint("threads", fallback=settings["book"].getint("threads", 1))
     set_determinism(threads, sc.getboolean("deterministic", fallback=False))
+    numerics = use_numerics(scale, settings)
     # float32 matrix products on a GPU's TF32 tensor cores where the scale allows it ("high"); CPUs stay exact
     torch.set_float32_matmul_precision(sc.get("matmul_precision", "highest") if dev.startswith("cuda") else "highest")
     seed_everything(seed)
@@ -184,4 +223,4 @@ def setup(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", roo
     paper = {**paper, "claims": claims_at(paper, scale)}  # a claim may be one that only a larger scale can test
     from minirepro.core.results import provenance  # at the start: a commit made while a long run goes on is not the code it ran
     return Run(slug, scale, int(seed), dev, Preset(presets[scale]), paper, out, root, dict(params),
-               provenance=provenance(root))
+               provenance={**provenance(root), "numerics": numerics})
