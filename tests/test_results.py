@@ -48,6 +48,14 @@ def test_claims_table_counts():
     assert out.endswith("2/3 claims hold") and " NO" in out
 
 
+def test_claims_table_prints_enough_digits_to_show_the_verdict():
+    spec = {"claims": [{"id": "learned", "statement": "s", "paper_value": "p", "metric": "acc", "op": ">=", "threshold": 0.9},
+                       {"id": "easy", "statement": "s", "paper_value": "p", "metric": "acc", "op": ">=", "threshold": 0.5}]}
+    rows = R.claims_table(R.check_claims(spec, {"acc": 0.89962})).splitlines()
+    assert "0.8996" in rows[2] and rows[2].endswith("NO")   # not "0.9  >= 0.9  NO"
+    assert " 0.9 " in rows[3] + " " and rows[3].endswith("yes")   # three digits where they suffice
+
+
 def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path, monkeypatch):
     p = tmp_path/"results.json"
     R.atomic_write_json(p, {"v": 1})

@@ -91,9 +91,18 @@ def print_table(rows: list, sig: int = 3):
     "Print `format_table(rows, sig)`."
     print(format_table(rows, sig))
 
+def _shown(c, sig: int) -> str:
+    "A claim's measurement with as many digits as it takes for the printed number to give the verdict (0.8996, not 0.9 >= 0.9 NO)."
+    for k in range(sig, 10):
+        s = fmt(c.measured, k)
+        try: ok = bool(OPS[c.op](float(s), float(c.threshold))) == bool(c.holds)
+        except (TypeError, ValueError, KeyError): return s
+        if ok: return s
+    return s
+
 def claims_table(claims: list, sig: int = 3) -> str:
     "The claims table of a chapter: claim, paper's value, our measurement, the test, and whether it holds."
-    rows = [{"claim": c.id, "paper": c.paper_value, "measured": fmt(c.measured, sig), "test": f"{c.op} {fmt(c.threshold, sig)}",
+    rows = [{"claim": c.id, "paper": c.paper_value, "measured": _shown(c, sig), "test": f"{c.op} {fmt(c.threshold, sig)}",
              "holds": "yes" if c.holds else "NO"} for c in claims]
     n = sum(c.holds for c in claims)
     return format_table(rows, sig) + f"\n{n}/{len(claims)} claims hold"
