@@ -120,6 +120,15 @@ def test_report_marks_a_full_record_made_on_the_cpu(tiny_book):
     assert row.split(" | ")[5] == "1/1 (CPU)", row
 
 
+def test_report_marks_a_full_record_whose_preset_has_changed(tiny_book):
+    assert cli("run", "tiny", "--scale", "full", "--record").returncode == 0
+    yml = tiny_book/"papers"/"tiny"/"paper.yaml"
+    yml.write_text(yml.read_text().replace("full: {n: 30}", "full: {n: 40}"))  # the design changes after the run
+    assert cli("report").returncode == 0
+    row = next(l for l in (tiny_book/"papers"/"README.md").read_text().splitlines() if l.startswith("| I | [tiny]"))
+    assert row.split(" | ")[5] == "1/1 (CPU, older preset)", row
+
+
 def test_interrupted_run_leaves_no_results_and_exits_130(tiny_book, tmp_path):
     # as from a terminal: SIGINT at its default disposition (a test runner's worker may ignore it, and children inherit that)
     p = subprocess.Popen([str(BIN/"minirepro"), "run", "tiny", "-p", "sleep_s=60", "--out", str(tmp_path)],

@@ -223,7 +223,11 @@ def status_rows(root=None) -> list:
         for scale in ("ci", "full"):
             r = load_recorded(s, scale, root) if s in have else None
             row[scale] = f"{sum(bool(c['holds']) for c in r['claims'])}/{len(r['claims'])}" if r else None
-            if r and scale == "full" and r.get("device") == "cpu": row[scale] += " (CPU)"  # the full preset's CPU fallback
+            if r and scale == "full":
+                notes = ["CPU"] if r.get("device") == "cpu" else []  # the full preset's CPU fallback
+                # paper.yaml's full preset has changed since this run: its verdict is not the current design's
+                if r.get("preset") != rec.get("scales", {}).get("full"): notes.append("older preset")
+                if notes: row[scale] += f" ({', '.join(notes)})"
             if scale == "ci": row["ci_wall_s"] = r["wall_s"] if r else None
         ss = seed_summary(s, "ci", root) if s in have else None
         row["ci_seeds"] = f"{ss[0]}/{ss[1]}" if ss else None
@@ -234,7 +238,8 @@ def status_markdown(rows, link: str = "nbs/papers/{slug}.ipynb") -> str:
     "The status table as Markdown; `link` is where a written chapter's name points (a format string of `slug`)."
     done = [r for r in rows if r["chapter"]]
     out = [f"{len(done)} of {len(rows)} chapters written. Claims: pre-registered claims holding in the recorded run "
-           "(ci: CPU, one thread, seed 0; full: one GPU, or one CPU thread where marked, seed 0). Seeds: re-runs at ci scale in which every claim held. "
+           "(ci: CPU, one thread, seed 0; full: one GPU, or one CPU thread where marked, seed 0; 'older preset': the full "
+           "run used a preset that paper.yaml has changed since). Seeds: re-runs at ci scale in which every claim held. "
            "'-' means not recorded yet.", "",
            "| part | paper | fidelity | claims ci | seeds ci | claims full | ci wall (s) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
