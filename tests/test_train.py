@@ -5,7 +5,7 @@ import torch
 
 from minirepro.core.lm import char_tokenizer, n_params, sequence_logprobs, tiny_llama
 from minirepro.core.train import (add_lora, dpo_encode, dpo_loss, dpo_pair_loss, kd_loss, lm_encode, lr_at, pair_rows,
-                                  sft_encode, train)
+                                  sft_encode, to_device, train)
 
 torch.set_num_threads(1)
 TOK = char_tokenizer("0123456789+=$#")
@@ -122,3 +122,18 @@ def test_train_draws_fresh_batches_from_a_sampler():
           batch_size=32, lr=0.05, seed=1, loss_fn=loss)
     first = torch.randn(2, generator=torch.Generator().manual_seed(1))
     assert torch.equal(again[0], first)   # the generator is seeded from `seed`
+
+
+def test_to_device_keeps_values_and_dtypes():
+    batch = {"input_ids": torch.arange(6).view(2, 3), "w": torch.rand(2)}
+    out = to_device(batch, "cpu")
+    assert set(out) == set(batch)
+    assert all(torch.equal(out[k], batch[k]) and out[k].dtype == batch[k].dtype for k in batch)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_to_device_copies_to_a_gpu_without_changing_values():
+    batch = {"input_ids": torch.randint(0, 100, (64, 128)), "labels": torch.randint(0, 100, (64, 128))}
+    out = to_device(batch, "cuda")
+    torch.cuda.synchronize()
+    assert all(out[k].is_cuda and torch.equal(out[k].cpu(), batch[k]) for k in batch)

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from .lm import pad_batch, sequence_logprobs, token_logprobs
 
 # %% auto #0
-__all__ = ['lm_encode', 'sft_encode', 'History', 'lr_at', 'default_loss', 'train', 'kd_loss', 'dpo_loss', 'dpo_encode',
-           'pair_rows', 'dpo_pair_loss', 'add_lora', 'mlp']
+__all__ = ['lm_encode', 'sft_encode', 'History', 'lr_at', 'default_loss', 'to_device', 'train', 'kd_loss', 'dpo_loss',
+           'dpo_encode', 'pair_rows', 'dpo_pair_loss', 'add_lora', 'mlp']
 
 # %% ../../../nbs/core/train.ipynb #8ed7fd47
 def lm_encode(tok, texts, ctx: int = None, add_eos: bool = False) -> dict:
@@ -70,6 +70,14 @@ def _progress(total, progress):
     from tqdm.auto import tqdm
     return tqdm(total=total, leave=False, dynamic_ncols=True)
 
+def to_device(batch: dict, dev) -> dict:
+    """Move a batch of tensors to `dev`. To a GPU, CPU tensors go through page-locked memory without blocking: a copy
+    from ordinary memory would first wait for every kernel already queued, so the CPU could not prepare step t+1 while
+    the GPU computes step t."""
+    dev = torch.device(dev)
+    if dev.type != "cuda": return {k: v.to(dev) for k, v in batch.items()}
+    return {k: (v.pin_memory().to(dev, non_blocking=True) if v.device.type == "cpu" else v.to(dev)) for k, v in batch.items()}
+
 def train(model, data, steps: int, batch_size: int, lr: float, *, schedule: str = "cosine", warmup: float = 0.05,
           min_lr_ratio: float = 0.1, weight_decay: float = 0.1, betas=(0.9, 0.95), clip: float = 1.0, seed: int = 0,
           loss_fn=default_loss, eval_fn=None, eval_every: int = None, target: tuple = None, log_every: int = 10,
@@ -98,7 +106,7 @@ def train(model, data, steps: int, batch_size: int, lr: float, *, schedule: str 
             T = int(batch["attention_mask"].sum(-1).max())
             batch = {k: (v[..., :T] if v.dim() >= 2 and v.shape[-1] >= T else v) for k, v in batch.items()}
             hist.tokens += int(batch["attention_mask"].sum())
-        batch = {k: v.to(dev) for k, v in batch.items()}
+        batch = to_device(batch, dev)
         for grp in opt.param_groups: grp["lr"] = lr * lr_at(step, steps, schedule, warmup, min_lr_ratio)
         loss = loss_fn(model, batch)
         opt.zero_grad(set_to_none=True)
