@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from minirepro.core.lm import NGramLM, mean_lm_loss
-from minirepro.papers.regmix import (HUMAN, fit_regressors, make_world, mixture_sampler, proxy_mixtures, regmix_mixture,
-                                     train_on_mixture)
+from minirepro.papers.regmix import (HUMAN, NGramEnsemble, fit_regressors, make_world, mixture_sampler, proxy_mixtures,
+                                     regmix_mixture, train_on_mixture, train_proxies)
 
 torch.set_num_threads(1)
 
@@ -71,3 +71,34 @@ def test_target_loss_of_a_model_that_knows_nothing_is_log_vocab(world):
     with torch.no_grad():
         for p in m.net[-1].parameters(): p.zero_()   # uniform logits
     assert mean_lm_loss(m, web.sample(8, 16, torch.Generator()), batch_size=3) == pytest.approx(np.log(domains.vocab_size), rel=1e-5)
+
+
+def test_ensemble_members_compute_what_separate_ngram_models_compute(world):
+    domains, web, _ = world
+    size = {"context": 3, "d": 8, "hidden": 16}
+    ens = NGramEnsemble(domains.vocab_size, [3, 7], **size)
+    ids = web.sample(10, 16, torch.Generator().manual_seed(4))
+    for i, s in enumerate([3, 7]):
+        m = NGramLM(domains.vocab_size, seed=s, **size)
+        assert torch.allclose(ens(ids.expand(2, -1, -1))[i], m(ids), atol=1e-5)
+        assert abs(ens.target_losses(ids, batch_size=4)[i] - mean_lm_loss(m, ids)) < 1e-5
+    assert [k for k, p in ens.named_parameters() if ens.decays(k, p)] == ["emb", "w1", "w2"]   # no decay on biases
+
+
+def test_ensemble_clips_each_member_on_its_own():
+    ens = NGramEnsemble(20, [0, 1], context=2, d=4, hidden=8)
+    for p in ens.parameters(): p.grad = torch.zeros_like(p)
+    ens.w2.grad[0] = 10.0; ens.w2.grad[1] = 1e-3   # member 0 far above the limit, member 1 far below
+    norm = ens.clip_grad_norm_(1.0)
+    assert norm[0] > 1 > norm[1]
+    assert abs(float(ens.w2.grad[0].norm()) - 1.0) < 1e-4 and torch.allclose(ens.w2.grad[1], torch.full_like(ens.w2.grad[1], 1e-3))
+
+
+def test_training_proxies_together_equals_training_them_one_by_one(world):
+    domains, web, corpus = world
+    ids = web.sample(32, 16, torch.Generator().manual_seed(5))
+    mixes = proxy_mixtures(3, list(HUMAN.values()), [0.1, 1.0, 5.0], seed=0)
+    kw = dict(steps=40, batch=8, lr=1e-2, size={"context": 3, "d": 8, "hidden": 16})
+    apart = [train_on_mixture(domains, corpus, w, ids, "ngram", seed=10 + i, **kw) for i, w in enumerate(mixes)]
+    together = train_proxies(domains, corpus, mixes, ids, seeds=[10, 11, 12], **kw)
+    assert np.allclose(together, apart, atol=1e-4) and len(set(np.round(apart, 3))) == 3

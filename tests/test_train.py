@@ -137,3 +137,19 @@ def test_to_device_copies_to_a_gpu_without_changing_values():
     out = to_device(batch, "cuda")
     torch.cuda.synchronize()
     assert all(out[k].is_cuda and torch.equal(out[k].cpu(), batch[k]) for k in batch)
+
+
+def test_a_model_may_choose_its_decayed_parameters_and_its_clipping():
+    class Flat(torch.nn.Module):
+        def __init__(self, hook):
+            super().__init__()
+            self.w, self.clipped = torch.nn.Parameter(torch.ones(2, 2)), []
+            if hook:
+                self.decays = lambda name, p: False
+                self.clip_grad_norm_ = lambda max_norm: self.clipped.append(max_norm)
+    data = lambda step, g: {"x": torch.zeros(1)}
+    loss = lambda m, b: 0.0 * m.w.sum()   # no gradient: only weight decay moves w
+    plain, hooked = Flat(False), Flat(True)
+    for m in (plain, hooked): train(m, data, 3, 1, 0.1, weight_decay=0.5, clip=2.0, loss_fn=loss, progress=False)
+    assert float(plain.w.detach().max()) < 1.0 and torch.equal(hooked.w.detach(), torch.ones(2, 2))
+    assert hooked.clipped == [2.0] * 3

@@ -83,10 +83,14 @@ def train(model, data, steps: int, batch_size: int, lr: float, *, schedule: str 
           loss_fn=default_loss, eval_fn=None, eval_every: int = None, target: tuple = None, log_every: int = 10,
           progress: bool = None) -> History:
     """Train `model` for `steps` AdamW steps on `data`: a dict of equal-length tensors (e.g. from `sft_encode`), read in
-    a seeded random order, or a function `(step, generator) -> batch dict` that draws fresh examples at every step."""
+    a seeded random order, or a function `(step, generator) -> batch dict` that draws fresh examples at every step.
+    A model may define `decays(name, param)` (which parameters get weight decay; default: matrices, not norms and
+    biases) and `clip_grad_norm_(max_norm)` (its own clipping, e.g. per member of an ensemble of models)."""
     dev = next(model.parameters()).device
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]; rest = [p for p in params if p.dim() < 2]  # no decay on norms and biases
+    named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    decays = getattr(model, "decays", lambda k, p: p.dim() >= 2)  # by default no decay on norms and biases
+    decay = [p for k, p in named if decays(k, p)]; rest = [p for k, p in named if not decays(k, p)]
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)  # one kernel for all updates
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}],
                             lr=lr, betas=betas, fused=fused or None)
@@ -111,7 +115,7 @@ def train(model, data, steps: int, batch_size: int, lr: float, *, schedule: str 
         loss = loss_fn(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if clip: torch.nn.utils.clip_grad_norm_(params, clip)
+        if clip: model.clip_grad_norm_(clip) if hasattr(model, "clip_grad_norm_") else torch.nn.utils.clip_grad_norm_(params, clip)
         opt.step()
         if step % log_every == 0 or step == steps - 1:
             hist.steps.append(step); hist.losses.append(loss.item())

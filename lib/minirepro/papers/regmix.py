@@ -6,6 +6,7 @@
 from __future__ import annotations
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.stats import spearmanr
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression
@@ -16,7 +17,8 @@ from ..core.lm import NGramLM, lm_loss, mean_lm_loss, n_params, tiny_llama
 from ..core.train import train
 
 # %% auto #0
-__all__ = ['HUMAN', 'make_world', 'mixture_sampler', 'train_on_mixture', 'proxy_mixtures', 'fit_regressors', 'regmix_mixture']
+__all__ = ['HUMAN', 'make_world', 'mixture_sampler', 'train_on_mixture', 'NGramEnsemble', 'train_proxies', 'proxy_mixtures',
+           'fit_regressors', 'regmix_mixture']
 
 # %% ../../../nbs/papers/regmix.ipynb #153a04a0
 HUMAN = {"prose": 0.15, "chatter": 0.25, "facts": 0.10, "code": 0.10, "numbers": 0.10, "noise": 0.30}
@@ -48,6 +50,67 @@ def train_on_mixture(domains, corpus, weights, target_ids, kind: str, steps: int
              else tiny_llama(domains.vocab_size, ctx=corpus.shape[-1], seed=seed, **size)).to(device)
     train(model, mixture_sampler(domains, corpus, weights, batch), steps, batch, lr, seed=seed, loss_fn=lm_loss)
     return mean_lm_loss(model, target_ids)
+
+class NGramEnsemble(torch.nn.Module):
+    """`NGramLM`s of one size, one per seed, held as stacked tensors so that one step trains them all: member i computes
+    what `NGramLM(seed=seeds[i])` would, but a few batched products replace hundreds of small ones."""
+    def __init__(self, vocab_size: int, seeds, context: int = 3, d: int = 32, hidden: int = 128):
+        super().__init__()
+        ms = [NGramLM(vocab_size, context, d, hidden, seed=s) for s in seeds]   # the members' own initial weights
+        stack = lambda f: torch.nn.Parameter(torch.stack([f(m).detach() for m in ms]))
+        self.context = context
+        self.emb = stack(lambda m: m.emb.weight)        # (members, vocab, d)
+        self.w1 = stack(lambda m: m.net[0].weight.T)    # (members, context * d, hidden)
+        self.b1 = stack(lambda m: m.net[0].bias)        # (members, hidden)
+        self.w2 = stack(lambda m: m.net[2].weight.T)    # (members, hidden, vocab)
+        self.b2 = stack(lambda m: m.net[2].bias)        # (members, vocab)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        "(members, batch, T) ids -> (members, batch, T - context, vocab) logits; row i of `ids` goes to member i."
+        m, b, t = ids.shape
+        e = self.emb[torch.arange(m, device=ids.device)[:, None, None], ids]
+        win = torch.cat([e[:, :, j:t - self.context + j] for j in range(self.context)], dim=-1).reshape(m, -1, self.w1.shape[1])
+        h = F.gelu(torch.baddbmm(self.b1[:, None], win, self.w1))
+        return torch.baddbmm(self.b2[:, None], h, self.w2).view(m, b, t - self.context, -1)
+
+    def loss(self, ids: torch.Tensor) -> torch.Tensor:
+        "Each member's mean cross-entropy on its own rows of `ids` (members, batch, T): a (members,) tensor."
+        logits = self(ids)
+        ce = F.cross_entropy(logits.flatten(0, 2), ids[:, :, self.context:].flatten(), reduction="none")
+        return ce.view(ids.shape[0], -1).mean(1)
+
+    @torch.no_grad()
+    def target_losses(self, ids: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+        "Every member's mean next-token loss on the same sequences `ids` (N, T), as `mean_lm_loss` gives one model's."
+        was, total = self.training, 0.0
+        self.eval()
+        for i in range(0, len(ids), batch_size):
+            x = ids[i:i + batch_size].to(self.emb.device)
+            total = total + self.loss(x.expand(len(self.emb), -1, -1)) * len(x)
+        self.train(was)
+        return (total / len(ids)).cpu().numpy()
+
+    def decays(self, name: str, p) -> bool: return name in ("emb", "w1", "w2")   # as `train` treats one NGramLM
+
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        "Clip each member's gradient to norm `max_norm` on its own, as separate training runs would."
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        norm = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0).sqrt()
+        coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+        for g in grads: g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
+        return norm
+
+def train_proxies(domains: MultiDomain, corpus: torch.Tensor, mixtures, target_ids, steps: int, batch: int, lr: float,
+                  size: dict, seeds, device="cpu") -> np.ndarray:
+    """One `NGramLM` per mixture, trained all at once as an `NGramEnsemble`: member i reads mixture i through its own
+    generator seeded `seeds[i]`, exactly the batches `train_on_mixture(kind='ngram', seed=seeds[i])` would draw.
+    Their losses on `target_ids`."""
+    model = NGramEnsemble(domains.vocab_size, seeds, **size).to(device)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    def sample(step, g):
+        return {"input_ids": torch.stack([domains.sample_corpus(corpus, list(w), batch, gi)[0] for w, gi in zip(mixtures, gens)])}
+    train(model, sample, steps, batch, lr, loss_fn=lambda m, b: m.loss(b["input_ids"]).sum())
+    return model.target_losses(target_ids)
 
 def proxy_mixtures(n: int, shares, scales, seed: int = 0) -> np.ndarray:
     "`n` Dirichlet mixtures, the i-th with concentration `shares * scales[i % len(scales)]`."
