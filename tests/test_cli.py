@@ -32,6 +32,9 @@ def test_list(tiny_book):
     (["run", "tiny", "--seeds", "0-x"], "write them as 0-4"),
     (["run", "tiny", "--seeds", "0-2", "--seed", "3"], "not both"),
     (["verify", "nope"], "unknown paper 'nope'"),
+    (["estimate", "nope"], "unknown paper 'nope'"),
+    (["estimate", "tiny", "--scale", "huge"], "unknown scale 'huge'; valid scales: ci, full"),
+    (["estimate", "tiny", "--steps", "0"], "--steps must be at least 1"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(tiny_book, args, message):
     r = cli(*args)
@@ -185,3 +188,39 @@ def test_seeds_run_every_seed_and_record_their_claims(tiny_book, tmp_path):
     assert list(seeds) == ["0", "1", "2"] and seeds["2"]["claims"]["big-enough"] == {"holds": True, "measured": 8}
     assert json.loads((tiny_book/"papers"/"tiny"/"results"/"ci.json").read_text())["seed"] == 0  # seed 0 is the reference
     assert "| C | 1/1 | 3/3 | - |" in (tiny_book/"README.md").read_text()
+
+
+def _training_chapter(book, slug="trainy"):
+    "A chapter that trains with minirepro's trainer: ci 40 steps, full 200,000 steps with an evaluation every 50,000."
+    (book/"papers"/"book.yaml").write_text((book/"papers"/"book.yaml").read_text()
+                                           + f"      - {{slug: {slug}, fidelity: C, title: Trains}}\n")
+    (book/"papers"/slug).mkdir()
+    (book/"papers"/slug/"paper.yaml").write_text(
+        f"slug: {slug}\ntitle: Trains\nfidelity: C\nscales:\n  ci: {{steps: 40}}\n  full: {{steps: 200000}}\n"
+        "claims:\n  - {id: trained, statement: s, paper_value: '1', metric: steps_done, op: '>=', threshold: 1}\n")
+    cells = [nbformat.v4.new_code_cell('scale = "ci"\nseed = 0\ndevice = "auto"'),
+             nbformat.v4.new_code_cell(
+                 "import torch\nfrom minirepro.core.repro import setup\nfrom minirepro.core.results import check_claims, finish\n"
+                 "from minirepro.core.train import train\n"
+                 f"run = setup({slug!r}, scale, seed, device)\nP = run.P\nmodel = torch.nn.Linear(4, 1)\n"
+                 "data = lambda step, g: {'x': torch.randn(8, 4, generator=g)}\n"
+                 "h = train(model, data, P.steps, 8, 0.01, loss_fn=lambda m, b: m(b['x']).pow(2).mean(),\n"
+                 "          eval_fn=lambda m, step: {'loss': 0.0}, eval_every=P.steps // 4)\n"
+                 "metrics = {'steps_done': h.last_step + 1}\nfinish(run, metrics, check_claims(run.paper, metrics))")]
+    cells[0].metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(book/"nbs"/"papers"/f"{slug}.ipynb"))
+
+
+def test_estimate_times_a_few_steps_of_each_training_run_and_records_nothing(tiny_book, tmp_path):
+    _training_chapter(tiny_book)
+    t0 = time.time()
+    r = cli("estimate", "trainy", "--steps", "5", "--device", "cpu", "--out", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert time.time() - t0 < 120   # 8 steps ran, not 200,000
+    line = json.loads((tmp_path/"trainy-full-times.jsonl").read_text())
+    assert line["steps"] == 200_000 and line["evals"] == 4 and line["step_s"] > 0
+    assert abs(line["estimate_s"] - (200_000 * line["step_s"] + 4 * line["eval_s"])) < 1e-6
+    assert "200,000" in r.stdout and "trainy: about" in r.stdout and "the full budget is 600 s" in r.stdout
+    assert not (tiny_book/"papers"/"trainy"/"results").exists()   # an estimate is never a record

@@ -25,7 +25,7 @@ from .results import (atomic_write_text, load_recorded, verify_run, record_run, 
 __all__ = ['VOLATILE_CELL_KEYS', 'STATUS_BEGIN', 'STATUS_END', 'parse_params', 'parse_seeds', 'chapter_parameters',
            'check_params', 'IPCKernelManager', 'clean_executed', 'write_notebook', 'execute_chapter', 'cluster_summary',
            'seeds_report', 'stop_as_interrupt', 'run_chapters', 'status_rows', 'status_markdown', 'write_report',
-           'execute_inplace', 'main']
+           'execute_inplace', 'estimate_chapter', 'main']
 
 # %% ../../../nbs/core/cli.ipynb #66f98584
 def parse_params(items) -> dict:
@@ -279,7 +279,7 @@ def execute_inplace(path, timeout: int = 600):
 # %% ../../../nbs/core/cli.ipynb #9230726a
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minirepro", description="Run, check and report the chapters of the minirepro book.")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{list,run,report,verify,execute,docs,env}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{list,run,estimate,report,verify,execute,docs,env}")
     ls = sub.add_parser("list", help="papers, parts, fidelity and recorded status")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r = sub.add_parser("run", help="execute chapters headless with papermill")
@@ -311,6 +311,14 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("docs", help="build the book's website from the committed notebooks (Sphinx, offline)")
     d.add_argument("--out", default="_build/html", metavar="DIR", help="where the HTML goes (default: _build/html)")
     d.add_argument("--verbose", action="store_true", help="show Sphinx's progress")
+    es = sub.add_parser("estimate", help="how long a chapter's preset would take on this machine, from a few timed steps "
+                                         "of each training run (results are not kept)")
+    es.add_argument("slugs", nargs="*", metavar="SLUG"); es.add_argument("--all", action="store_true")
+    es.add_argument("--scale", default="full"); es.add_argument("--seed", type=int, default=0)
+    es.add_argument("--device", default="auto", help="auto (ci: cpu, full: cuda), cpu or cuda")
+    es.add_argument("--steps", type=int, default=20, metavar="N", help="timed steps per training run (default 20)")
+    es.add_argument("--out", default=None, metavar="DIR", help="keep the truncated runs here (default: a temporary folder)")
+    es.add_argument("--verbose", action="store_true", help="stream the cells' outputs")
     en = sub.add_parser("env", help="print the environment a scale's runs start with, as shell exports "
                                     "(eval \"$(minirepro env)\" before jupyter lab)")
     en.add_argument("--scale", default="ci")
@@ -377,6 +385,54 @@ def _cmd_run(a, root) -> int:
     if a.record and ok: write_report(root)
     return 0 if len(ok) == len(infos) else 1
 
+def estimate_chapter(slug: str, scale: str = "full", seed: int = 0, device: str = "auto", steps: int = 20, out=None,
+                     root=None, verbose: bool = False) -> dict:
+    """Run `slug` with every `train` call in timing mode (`minirepro.core.train`, "Estimating a long run"): what
+    `execute_chapter` returns, plus each training run's timing (`calls`) and the estimate of a real run: the training
+    runs' estimates plus everything else as this run measured it (`other_s`). Nothing is recorded."""
+    from minirepro.core.train import TIME_LOG_ENV, TIME_STEPS_ENV
+    root = Path(root or find_root())
+    with tempfile.TemporaryDirectory(prefix="minirepro-estimate-") as tmp:
+        where = Path(out) if out else Path(tmp)
+        where.mkdir(parents=True, exist_ok=True)
+        log = where/f"{slug}-{scale}-times.jsonl"; log.unlink(missing_ok=True)
+        old, t0, interrupted = _set_env({TIME_STEPS_ENV: steps, TIME_LOG_ENV: log}), time.time(), False
+        try: info = execute_chapter(slug, scale=scale, seed=seed, device=device, out=where, root=root, verbose=verbose)
+        except KeyboardInterrupt:
+            interrupted = True
+            info = {"slug": slug, "scale": scale, "seed": seed, "ok": False, "error": "interrupted", "wall_s": time.time() - t0}
+        finally: _restore_env(old)
+        calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    train_s = sum(c["estimate_s"] for c in calls)
+    other_s = max(0.0, info["wall_s"] - sum(c["measured_s"] for c in calls))
+    return {**info, "calls": calls, "train_s": train_s, "other_s": other_s, "estimate_s": train_s + other_s,
+            "interrupted": interrupted}
+
+def _cmd_estimate(a, root) -> int:
+    settings = load_settings(root)
+    slugs = _slugs(a, root)
+    if a.scale not in scale_names(settings): raise UnknownName("scale", a.scale, scale_names(settings))
+    if a.device not in DEVICES: raise UnknownName("device", a.device, DEVICES)
+    if a.steps < 1: raise ValueError(f"--steps must be at least 1, got {a.steps}")
+    budget = scale_settings(a.scale, settings).getfloat("budget_s", fallback=None)
+    bad = 0
+    for s in slugs:
+        print(f"{s} ({a.scale}, seed {a.seed}): {a.steps} timed steps of each training run", flush=True)
+        e = estimate_chapter(s, a.scale, a.seed, a.device, a.steps, a.out, root, a.verbose)
+        rows = [{"run": i, "model": c["model"], "parameters": f"{c['params']:,}", "steps": f"{c['steps']:,}",
+                 "batch": c["batch"], "ms/step": f"{1000 * c['step_s']:.1f}", "evaluations": c["evals"],
+                 "s each": f"{c['eval_s']:.2f}", "estimate s": f"{c['estimate_s']:.0f}"} for i, c in enumerate(e["calls"], 1)]
+        if rows: print(format_table(rows))
+        line = (f"{s}: about {e['estimate_s']:.0f} s ({e['train_s']:.0f} s in {len(rows)} training run"
+                f"{'s' if len(rows) != 1 else ''}, {e['other_s']:.0f} s for everything else)")
+        if budget: line += f"; the {a.scale} budget is {budget:.0f} s" + (", so this is OVER it" if e["estimate_s"] > budget else "")
+        if not e["ok"]:
+            bad += 1
+            line += f"\n  incomplete ({e['error']}): training runs after that point are not counted"
+        print(line, flush=True)
+        if e["interrupted"]: return 130
+    return 1 if bad else 0
+
 def _cmd_verify(a, root) -> int:
     settings = load_settings(root)
     slugs = _slugs(a, root)
@@ -396,10 +452,11 @@ def main(argv=None) -> int:
     try:
         root = find_root()
         if a.cmd == "list": return _cmd_list(a, root)
-        if a.cmd == "run":
-            if threading.current_thread() is not threading.main_thread(): return _cmd_run(a, root)
+        if a.cmd in ("run", "estimate"):
+            cmd = _cmd_run if a.cmd == "run" else _cmd_estimate
+            if threading.current_thread() is not threading.main_thread(): return cmd(a, root)
             old = signal.signal(signal.SIGTERM, stop_as_interrupt)
-            try: return _cmd_run(a, root)
+            try: return cmd(a, root)
             finally: signal.signal(signal.SIGTERM, old)
         if a.cmd == "verify": return _cmd_verify(a, root)
         if a.cmd == "env":

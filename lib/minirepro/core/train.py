@@ -9,7 +9,7 @@ Docs: https://minirepro.github.io/minirepro/core/train.html.md"""
 
 # %% ../../../nbs/core/train.ipynb #b77e7a35
 from __future__ import annotations
-import math, sys, time, warnings
+import json, math, os, sys, threading, time, warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from .lm import pad_batch, sequence_logprobs, token_logprobs
 
 # %% auto #0
-__all__ = ['lm_encode', 'sft_encode', 'History', 'lr_at', 'default_loss', 'to_device', 'train', 'kd_loss', 'dpo_loss',
-           'dpo_encode', 'pair_rows', 'dpo_pair_loss', 'add_lora', 'mlp']
+__all__ = ['TIME_STEPS_ENV', 'TIME_LOG_ENV', 'lm_encode', 'sft_encode', 'History', 'lr_at', 'default_loss', 'to_device', 'train',
+           'kd_loss', 'dpo_loss', 'dpo_encode', 'pair_rows', 'dpo_pair_loss', 'add_lora', 'mlp']
 
 # %% ../../../nbs/core/train.ipynb #8ed7fd47
 def lm_encode(tok, texts, ctx: int = None, add_eos: bool = False) -> dict:
@@ -78,6 +78,9 @@ def to_device(batch: dict, dev) -> dict:
     if dev.type != "cuda": return {k: v.to(dev) for k, v in batch.items()}
     return {k: (v.pin_memory().to(dev, non_blocking=True) if v.device.type == "cpu" else v.to(dev)) for k, v in batch.items()}
 
+TIME_STEPS_ENV, TIME_LOG_ENV = "MINIREPRO_TIME_STEPS", "MINIREPRO_TIME_LOG"   # timing mode, see "Estimating a long run"
+_timing = threading.local()
+
 def train(model, data, steps: int, batch_size: int, lr: float, *, schedule: str = "cosine", warmup: float = 0.05,
           min_lr_ratio: float = 0.1, weight_decay: float = 0.1, betas=(0.9, 0.95), clip: float = 1.0, seed: int = 0,
           loss_fn=default_loss, eval_fn=None, eval_every: int = None, target: tuple = None, log_every: int = 10,
@@ -86,6 +89,10 @@ def train(model, data, steps: int, batch_size: int, lr: float, *, schedule: str 
     a seeded random order, or a function `(step, generator) -> batch dict` that draws fresh examples at every step.
     A model may define `decays(name, param)` (which parameters get weight decay; default: matrices, not norms and
     biases) and `clip_grad_norm_(max_norm)` (its own clipping, e.g. per member of an ensemble of models)."""
+    if os.environ.get(TIME_STEPS_ENV) and not getattr(_timing, "active", False):   # `minirepro estimate`
+        return _time_train(model, data, steps, batch_size, lr, eval_fn, eval_every, dict(
+            schedule=schedule, warmup=warmup, min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, betas=betas, clip=clip,
+            seed=seed, loss_fn=loss_fn, log_every=log_every, progress=False))
     dev = next(model.parameters()).device
     named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
@@ -131,6 +138,34 @@ def train(model, data, steps: int, batch_size: int, lr: float, *, schedule: str 
     if bar: bar.close()
     hist.wall_s = time.perf_counter() - t0
     model.eval()
+    return hist
+
+# %% ../../../nbs/core/train.ipynb #2fba6f77
+def _sync(model):
+    dev = next(model.parameters()).device
+    if dev.type == "cuda": torch.cuda.synchronize(dev)
+
+def _time_train(model, data, steps: int, batch_size: int, lr: float, eval_fn, eval_every, kw: dict) -> History:
+    "`train` in timing mode (see above): a few timed steps and one timed evaluation, logged; returns their `History`."
+    t_start, timed = time.perf_counter(), max(1, int(os.environ[TIME_STEPS_ENV]))
+    _timing.active = True
+    try:
+        train(model, data, 3, batch_size, lr, **kw); _sync(model)   # first steps: allocations, kernel selection
+        t0 = time.perf_counter(); hist = train(model, data, timed, batch_size, lr, **kw); _sync(model)
+        step_s = (time.perf_counter() - t0) / timed
+        n_evals, eval_s = 0, 0.0
+        if eval_fn:
+            n_evals = (steps // eval_every if eval_every else 0) + (0 if eval_every and steps % eval_every == 0 else 1)
+            t0 = time.perf_counter(); res = eval_fn(model, steps); _sync(model); eval_s = time.perf_counter() - t0
+            hist.evals = [(steps, res)]
+    finally: _timing.active = False
+    model.eval()
+    hist.last_step, hist.wall_s = steps - 1, time.perf_counter() - t_start
+    line = {"model": type(model).__name__, "params": sum(p.numel() for p in model.parameters()), "steps": steps,
+            "batch": batch_size, "step_s": step_s, "evals": n_evals, "eval_s": eval_s,
+            "estimate_s": steps * step_s + n_evals * eval_s, "measured_s": hist.wall_s}
+    if os.environ.get(TIME_LOG_ENV):
+        with open(os.environ[TIME_LOG_ENV], "a") as f: f.write(json.dumps(line) + "\n")
     return hist
 
 # %% ../../../nbs/core/train.ipynb #64bf10a3
