@@ -224,3 +224,10 @@ def test_estimate_times_a_few_steps_of_each_training_run_and_records_nothing(tin
     assert abs(line["estimate_s"] - (200_000 * line["step_s"] + 4 * line["eval_s"])) < 1e-6
     assert "200,000" in r.stdout and "trainy: about" in r.stdout and "the full budget is 600 s" in r.stdout
     assert not (tiny_book/"papers"/"trainy"/"results").exists()   # an estimate is never a record
+
+
+def test_estimate_says_when_nothing_could_be_shortened(tiny_book, tmp_path):
+    r = cli("estimate", "tiny", "--scale", "ci", "--out", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "tiny: about" in r.stdout and "nothing was shortened" in r.stdout
+    assert not (tiny_book/"papers"/"tiny"/"results").exists()

@@ -426,6 +426,9 @@ def _cmd_estimate(a, root) -> int:
         line = (f"{s}: about {e['estimate_s']:.0f} s ({e['train_s']:.0f} s in {len(rows)} training run"
                 f"{'s' if len(rows) != 1 else ''}, {e['other_s']:.0f} s for everything else)")
         if budget: line += f"; the {a.scale} budget is {budget:.0f} s" + (", so this is OVER it" if e["estimate_s"] > budget else "")
+        if e["ok"] and not rows:
+            line += ("\n  no training run went through minirepro.core.train.train, so nothing was shortened: this was a"
+                     " whole run, and its time is measured, not estimated")
         if not e["ok"]:
             bad += 1
             line += f"\n  incomplete ({e['error']}): training runs after that point are not counted"
