@@ -190,8 +190,20 @@ def test_seeds_run_every_seed_and_record_their_claims(tiny_book, tmp_path):
     assert "| C | 1/1 | 3/3 | - |" in (tiny_book/"README.md").read_text()
 
 
-def _training_chapter(book, slug="trainy"):
-    "A chapter that trains with minirepro's trainer: ci 40 steps, full 200,000 steps with an evaluation every 50,000."
+_TRAINER = ("from minirepro.core.train import train\n"
+            "h = train(model, data, P.steps, 8, 0.01, loss_fn=lambda m, b: m(b['x']).pow(2).mean(),\n"
+            "          eval_fn=lambda m, step: {'loss': 0.0}, eval_every=P.steps // 4)\n"
+            "metrics = {'steps_done': h.last_step + 1}\n")
+_OWN_LOOP = ("from minirepro.core.repro import training_steps\n"
+             "opt, done, g = torch.optim.SGD(model.parameters(), lr=0.01), 0, torch.Generator().manual_seed(0)\n"
+             "for step in training_steps(P.steps, model, 8):\n"
+             "    loss = model(data(step, g)['x']).pow(2).mean(); opt.zero_grad(); loss.backward(); opt.step(); done += 1\n"
+             "metrics = {'steps_done': done}\n")
+
+
+def _training_chapter(book, slug="trainy", loop=_TRAINER):
+    """A chapter that trains with minirepro's trainer (or `loop`, code that sets `metrics`): ci 40 steps, full 200,000
+    steps with an evaluation every 50,000."""
     (book/"papers"/"book.yaml").write_text((book/"papers"/"book.yaml").read_text()
                                            + f"      - {{slug: {slug}, fidelity: C, title: Trains}}\n")
     (book/"papers"/slug).mkdir()
@@ -201,12 +213,9 @@ def _training_chapter(book, slug="trainy"):
     cells = [nbformat.v4.new_code_cell('scale = "ci"\nseed = 0\ndevice = "auto"'),
              nbformat.v4.new_code_cell(
                  "import torch\nfrom minirepro.core.repro import setup\nfrom minirepro.core.results import check_claims, finish\n"
-                 "from minirepro.core.train import train\n"
                  f"run = setup({slug!r}, scale, seed, device)\nP = run.P\nmodel = torch.nn.Linear(4, 1)\n"
                  "data = lambda step, g: {'x': torch.randn(8, 4, generator=g)}\n"
-                 "h = train(model, data, P.steps, 8, 0.01, loss_fn=lambda m, b: m(b['x']).pow(2).mean(),\n"
-                 "          eval_fn=lambda m, step: {'loss': 0.0}, eval_every=P.steps // 4)\n"
-                 "metrics = {'steps_done': h.last_step + 1}\nfinish(run, metrics, check_claims(run.paper, metrics))")]
+                 + loop + "finish(run, metrics, check_claims(run.paper, metrics))")]
     cells[0].metadata["tags"] = ["parameters"]
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -224,6 +233,15 @@ def test_estimate_times_a_few_steps_of_each_training_run_and_records_nothing(tin
     assert abs(line["estimate_s"] - (200_000 * line["step_s"] + 4 * line["eval_s"])) < 1e-6
     assert "200,000" in r.stdout and "trainy: about" in r.stdout and "the full budget is 600 s" in r.stdout
     assert not (tiny_book/"papers"/"trainy"/"results").exists()   # an estimate is never a record
+
+
+def test_estimate_shortens_a_chapters_own_loop_counted_by_training_steps(tiny_book, tmp_path):
+    _training_chapter(tiny_book, "loopy", _OWN_LOOP)
+    r = cli("estimate", "loopy", "--steps", "5", "--device", "cpu", "--out", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = json.loads((tmp_path/"loopy-full-times.jsonl").read_text())
+    assert line["steps"] == 200_000 and line["batch"] == 8 and line["evals"] == 0 and line["model"] == "Linear"
+    assert "200,000" in r.stdout and "nothing was shortened" not in r.stdout
 
 
 def test_estimate_says_when_nothing_could_be_shortened(tiny_book, tmp_path):

@@ -175,3 +175,18 @@ def test_setup_records_the_numerics_of_the_run(tmp_path, monkeypatch):
         assert not torch.backends.mkldnn.enabled
         assert run.provenance["numerics"] == ("partial" if repro.numerics_off(repro.numerics_env("ci")) else "portable")
     finally: torch.backends.mkldnn.enabled = True; torch.use_deterministic_algorithms(False)
+
+
+def test_training_steps_is_range_outside_timing_mode_and_times_a_few_steps_inside(tmp_path, monkeypatch):
+    import json
+    from minirepro.core.repro import TIME_LOG_ENV, TIME_STEPS_ENV, training_steps
+    m = torch.nn.Linear(3, 2)
+    assert list(training_steps(500, m, 4)) == list(range(500))
+    log = tmp_path/"times.jsonl"
+    monkeypatch.setenv(TIME_STEPS_ENV, "4"); monkeypatch.setenv(TIME_LOG_ENV, str(log))
+    assert list(training_steps(500, m, 4)) == list(range(7))        # 3 warm-up steps + 4 timed ones
+    assert list(training_steps(7, m)) == list(range(7))             # nothing to shorten: runs whole, not logged
+    broke = next(iter(training_steps(500, m)))                       # a loop that stops early logs nothing
+    lines = [json.loads(l) for l in log.read_text().splitlines()]
+    assert broke == 0 and len(lines) == 1 and lines[0]["steps"] == 500 and lines[0]["params"] == 8
+    assert lines[0]["estimate_s"] == pytest.approx(500 * lines[0]["step_s"]) and lines[0]["measured_s"] >= 0

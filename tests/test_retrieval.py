@@ -202,3 +202,15 @@ def test_rerank_sorts_candidates_by_the_model_in_batches():
     model = KernelPooling(10, d=4, kernels=3).train()
     rerank(model, queries, torch.randint(1, 10, (4, 3)), cands)
     assert model.training                                            # the model's mode is restored
+
+
+def test_train_biencoder_runs_a_few_timed_steps_in_timing_mode(tmp_path, monkeypatch):
+    import json
+    from minirepro.core.repro import TIME_LOG_ENV, TIME_STEPS_ENV
+    from minirepro.core.retrieval import train_biencoder
+    S = synth_ir(n_topics=3, docs_per_topic=20, n_train=300, n_test=60, seed=0)
+    enc = BiEncoder(BagTower(WordVocab(S.docs + S.train_queries), d=16))
+    monkeypatch.setenv(TIME_STEPS_ENV, "5"); monkeypatch.setenv(TIME_LOG_ENV, str(tmp_path/"t.jsonl"))
+    losses = train_biencoder(enc, S.docs, S.train_queries, S.train_qrels, 100_000, batch_size=8)
+    line = json.loads((tmp_path/"t.jsonl").read_text())
+    assert len(losses) == 1 and line["steps"] == 100_000 and line["batch"] == 8 and line["model"] == "BiEncoder"

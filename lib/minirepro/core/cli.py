@@ -387,10 +387,10 @@ def _cmd_run(a, root) -> int:
 
 def estimate_chapter(slug: str, scale: str = "full", seed: int = 0, device: str = "auto", steps: int = 20, out=None,
                      root=None, verbose: bool = False) -> dict:
-    """Run `slug` with every `train` call in timing mode (`minirepro.core.train`, "Estimating a long run"): what
+    """Run `slug` with its training loops in timing mode (`minirepro.core.repro`, "Timing mode"): what
     `execute_chapter` returns, plus each training run's timing (`calls`) and the estimate of a real run: the training
     runs' estimates plus everything else as this run measured it (`other_s`). Nothing is recorded."""
-    from minirepro.core.train import TIME_LOG_ENV, TIME_STEPS_ENV
+    from minirepro.core.repro import TIME_LOG_ENV, TIME_STEPS_ENV
     root = Path(root or find_root())
     with tempfile.TemporaryDirectory(prefix="minirepro-estimate-") as tmp:
         where = Path(out) if out else Path(tmp)
@@ -427,7 +427,7 @@ def _cmd_estimate(a, root) -> int:
                 f"{'s' if len(rows) != 1 else ''}, {e['other_s']:.0f} s for everything else)")
         if budget: line += f"; the {a.scale} budget is {budget:.0f} s" + (", so this is OVER it" if e["estimate_s"] > budget else "")
         if e["ok"] and not rows:
-            line += ("\n  no training run went through minirepro.core.train.train, so nothing was shortened: this was a"
+            line += ("\n  no training loop of this chapter runs in timing mode, so nothing was shortened: this was a"
                      " whole run, and its time is measured, not estimated")
         if not e["ok"]:
             bad += 1

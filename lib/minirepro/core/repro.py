@@ -7,7 +7,7 @@ Docs: https://minirepro.github.io/minirepro/core/repro.html.md"""
 
 # %% ../../../nbs/core/repro.ipynb #68a3da1b
 from __future__ import annotations
-import configparser, difflib, os, random, time, warnings
+import configparser, difflib, json, os, random, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +16,10 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['DEVICES', 'find_root', 'UnknownName', 'load_settings', 'scale_names', 'scale_settings', 'book_index', 'chapter_slugs',
-           'chapter_path', 'paper_dir', 'load_paper', 'claims_at', 'Preset', 'seed_everything', 'set_determinism',
-           'resolve_device', 'numerics_env', 'numerics_off', 'use_numerics', 'Run', 'run_dir', 'offline', 'setup']
+__all__ = ['DEVICES', 'TIME_STEPS_ENV', 'TIME_LOG_ENV', 'find_root', 'UnknownName', 'load_settings', 'scale_names',
+           'scale_settings', 'book_index', 'chapter_slugs', 'chapter_path', 'paper_dir', 'load_paper', 'claims_at',
+           'Preset', 'seed_everything', 'set_determinism', 'resolve_device', 'numerics_env', 'numerics_off',
+           'use_numerics', 'Run', 'run_dir', 'offline', 'setup', 'timed_steps', 'sync', 'log_timing', 'training_steps']
 
 # %% ../../../nbs/core/repro.ipynb #9d12d84f
 def find_root(start=None) -> Path:
@@ -224,3 +225,38 @@ def setup(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", roo
     from minirepro.core.results import provenance  # at the start: a commit made while a long run goes on is not the code it ran
     return Run(slug, scale, int(seed), dev, Preset(presets[scale]), paper, out, root, dict(params),
                provenance={**provenance(root), "numerics": numerics})
+
+# %% ../../../nbs/core/repro.ipynb #df4dc3a1
+TIME_STEPS_ENV, TIME_LOG_ENV = "MINIREPRO_TIME_STEPS", "MINIREPRO_TIME_LOG"
+
+def timed_steps() -> int:
+    "How many steps timing mode times per training run; 0 outside timing mode."
+    return max(1, int(os.environ[TIME_STEPS_ENV])) if os.environ.get(TIME_STEPS_ENV) else 0
+
+def sync(model=None):
+    "Wait until the GPU holding `model` (any GPU in use, without a model) has finished its queued work."
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()): return
+    dev = next(model.parameters()).device if model is not None else None
+    if dev is None or dev.type == "cuda": torch.cuda.synchronize(dev)
+
+def log_timing(model, steps: int, batch_size, step_s: float, measured_s: float, evals: int = 0, eval_s: float = 0.0) -> dict:
+    "One training run's line in the timing log: its plan, its measured cost per step and per evaluation, its estimate."
+    line = {"model": type(model).__name__, "params": sum(p.numel() for p in model.parameters()), "steps": steps,
+            "batch": batch_size, "step_s": step_s, "evals": evals, "eval_s": eval_s,
+            "estimate_s": steps * step_s + evals * eval_s, "measured_s": measured_s}
+    if os.environ.get(TIME_LOG_ENV):
+        with open(os.environ[TIME_LOG_ENV], "a") as f: f.write(json.dumps(line) + "\n")
+    return line
+
+def training_steps(steps: int, model, batch_size=None):
+    "`range(steps)` for a training loop of `model`; in timing mode only 3 + `timed_steps()` of them, timed and logged."
+    timed = timed_steps()
+    if not timed or steps <= 3 + timed:
+        yield from range(steps)
+        return
+    t_start = time.perf_counter()
+    yield from range(3)
+    sync(model); t0 = time.perf_counter()
+    yield from range(3, 3 + timed)
+    sync(model)
+    log_timing(model, steps, batch_size, (time.perf_counter() - t0) / timed, time.perf_counter() - t_start)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm import TqdmWarning
 
 from .assets import cache_dir, minilm
+from .repro import training_steps
 from .results import atomic_write_text
 
 warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto without ipywidgets, imported by bm25s
@@ -341,7 +342,7 @@ def train_biencoder(enc: BiEncoder, docs: list, queries: list, qrels: list, step
     positives = [list(r) for r in qrels]
     losses, n = [], len(queries)
     enc.train()
-    for step in range(steps):
+    for step in training_steps(steps, enc, batch_size):
         b = torch.randint(0, n, (batch_size,), generator=g).tolist()
         pos = torch.tensor([positives[i][0] for i in b])
         q = enc.encode_queries([queries[i] for i in b])

@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from .lm import pad_batch, sequence_logprobs, token_logprobs
+from .repro import TIME_LOG_ENV, TIME_STEPS_ENV, log_timing, sync, timed_steps
 
 # %% auto #0
-__all__ = ['TIME_STEPS_ENV', 'TIME_LOG_ENV', 'lm_encode', 'sft_encode', 'History', 'lr_at', 'default_loss', 'to_device', 'train',
-           'kd_loss', 'dpo_loss', 'dpo_encode', 'pair_rows', 'dpo_pair_loss', 'add_lora', 'mlp']
+__all__ = ['lm_encode', 'sft_encode', 'History', 'lr_at', 'default_loss', 'to_device', 'train', 'kd_loss', 'dpo_loss',
+           'dpo_encode', 'pair_rows', 'dpo_pair_loss', 'add_lora', 'mlp']
 
 # %% ../../../nbs/core/train.ipynb #8ed7fd47
 def lm_encode(tok, texts, ctx: int = None, add_eos: bool = False) -> dict:
@@ -78,7 +79,6 @@ def to_device(batch: dict, dev) -> dict:
     if dev.type != "cuda": return {k: v.to(dev) for k, v in batch.items()}
     return {k: (v.pin_memory().to(dev, non_blocking=True) if v.device.type == "cpu" else v.to(dev)) for k, v in batch.items()}
 
-TIME_STEPS_ENV, TIME_LOG_ENV = "MINIREPRO_TIME_STEPS", "MINIREPRO_TIME_LOG"   # timing mode, see "Estimating a long run"
 _timing = threading.local()
 
 def train(model, data, steps: int, batch_size: int, lr: float, *, schedule: str = "cosine", warmup: float = 0.05,
@@ -89,7 +89,7 @@ def train(model, data, steps: int, batch_size: int, lr: float, *, schedule: str 
     a seeded random order, or a function `(step, generator) -> batch dict` that draws fresh examples at every step.
     A model may define `decays(name, param)` (which parameters get weight decay; default: matrices, not norms and
     biases) and `clip_grad_norm_(max_norm)` (its own clipping, e.g. per member of an ensemble of models)."""
-    if os.environ.get(TIME_STEPS_ENV) and not getattr(_timing, "active", False):   # `minirepro estimate`
+    if timed_steps() and not getattr(_timing, "active", False):   # `minirepro estimate`
         return _time_train(model, data, steps, batch_size, lr, eval_fn, eval_every, dict(
             schedule=schedule, warmup=warmup, min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, betas=betas, clip=clip,
             seed=seed, loss_fn=loss_fn, log_every=log_every, progress=False))
@@ -141,31 +141,23 @@ def train(model, data, steps: int, batch_size: int, lr: float, *, schedule: str 
     return hist
 
 # %% ../../../nbs/core/train.ipynb #2fba6f77
-def _sync(model):
-    dev = next(model.parameters()).device
-    if dev.type == "cuda": torch.cuda.synchronize(dev)
-
 def _time_train(model, data, steps: int, batch_size: int, lr: float, eval_fn, eval_every, kw: dict) -> History:
     "`train` in timing mode (see above): a few timed steps and one timed evaluation, logged; returns their `History`."
-    t_start, timed = time.perf_counter(), max(1, int(os.environ[TIME_STEPS_ENV]))
+    t_start, timed = time.perf_counter(), timed_steps()
     _timing.active = True
     try:
-        train(model, data, 3, batch_size, lr, **kw); _sync(model)   # first steps: allocations, kernel selection
-        t0 = time.perf_counter(); hist = train(model, data, timed, batch_size, lr, **kw); _sync(model)
+        train(model, data, 3, batch_size, lr, **kw); sync(model)   # first steps: allocations, kernel selection
+        t0 = time.perf_counter(); hist = train(model, data, timed, batch_size, lr, **kw); sync(model)
         step_s = (time.perf_counter() - t0) / timed
         n_evals, eval_s = 0, 0.0
         if eval_fn:
             n_evals = (steps // eval_every if eval_every else 0) + (0 if eval_every and steps % eval_every == 0 else 1)
-            t0 = time.perf_counter(); res = eval_fn(model, steps); _sync(model); eval_s = time.perf_counter() - t0
+            t0 = time.perf_counter(); res = eval_fn(model, steps); sync(model); eval_s = time.perf_counter() - t0
             hist.evals = [(steps, res)]
     finally: _timing.active = False
     model.eval()
     hist.last_step, hist.wall_s = steps - 1, time.perf_counter() - t_start
-    line = {"model": type(model).__name__, "params": sum(p.numel() for p in model.parameters()), "steps": steps,
-            "batch": batch_size, "step_s": step_s, "evals": n_evals, "eval_s": eval_s,
-            "estimate_s": steps * step_s + n_evals * eval_s, "measured_s": hist.wall_s}
-    if os.environ.get(TIME_LOG_ENV):
-        with open(os.environ[TIME_LOG_ENV], "a") as f: f.write(json.dumps(line) + "\n")
+    log_timing(model, steps, batch_size, step_s, hist.wall_s, n_evals, eval_s)
     return hist
 
 # %% ../../../nbs/core/train.ipynb #64bf10a3

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.repro import training_steps
 from ..core.retrieval import BiEncoder, info_nce
 
 # %% auto #0
@@ -73,7 +74,7 @@ def train_contrastive_quantizer(enc: BiEncoder, C: torch.Tensor, docs: list, que
     C = torch.nn.Parameter(C.clone())
     opt = torch.optim.Adam(list(enc.parameters()) + [C], lr=lr)
     enc.train()
-    for step in range(steps):
+    for step in training_steps(steps, enc, batch):
         t = tau[0] * (tau[1] / tau[0]) ** (step / max(1, steps - 1))
         b = torch.randint(len(queries), (batch,), generator=g).tolist()
         q = enc.encode_queries([queries[i] for i in b])

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.repro import training_steps
 from ..core.retrieval import BM25, CrossEncoder, KernelPooling, ir_metrics, pseudo_words
 
 # %% auto #0
@@ -109,7 +110,7 @@ def train_passage_ranker(model, D: DocRanking, steps: int, batch: int, lr: float
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     n, C, Pn = D.docs.shape[:3]
     dev = next(model.parameters()).device
-    for _ in range(steps):
+    for _ in training_steps(steps, model, batch):
         qi = torch.randint(n, (batch,), generator=g)
         pos = D.docs[qi, D.relevant[qi], D.answer[qi]]
         negs = []
@@ -131,7 +132,7 @@ def train_doc_ranker(model, D: DocRanking, steps: int, batch: int, lr: float, se
     "Train a passage scorer on document labels: max-pooled passage scores, pairwise loss (relevant vs negative)."
     torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
     opt, dev = torch.optim.AdamW(model.parameters(), lr=lr), next(model.parameters()).device
-    for _ in range(steps):
+    for _ in training_steps(steps, model, batch):
         qi, pos, neg = doc_pairs(D, batch, g)
         q = D.queries[qi]
         sp = passage_scores(model, q, D.docs[qi, pos].to(dev)).max(-1).values
@@ -146,7 +147,7 @@ def train_distilled_selector(model, queries: torch.Tensor, docs: torch.Tensor, t
     torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     target, dev = F.softmax(teacher_scores / temperature, -1), next(model.parameters()).device
-    for _ in range(steps):
+    for _ in training_steps(steps, model, batch):
         i = torch.randint(len(docs), (batch,), generator=g)
         loss = -(target[i].to(dev) * F.log_softmax(passage_scores(model, queries[i], docs[i].to(dev)), -1)).sum(-1).mean()
         opt.zero_grad(); loss.backward(); opt.step()

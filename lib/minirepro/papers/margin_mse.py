@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.repro import training_steps
 from ..core.retrieval import BM25, CrossEncoder, Ensemble, TokenEncoder, exact_search, ir_metrics, pseudo_words, rerank
 
 # %% auto #0
@@ -122,7 +123,7 @@ def train_ranker(model, C: FactRanking, triples: torch.Tensor, loss: str, steps:
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     dev = next(model.parameters()).device
     perm, at = torch.randperm(len(triples), generator=g), 0
-    for _ in range(steps):
+    for _ in training_steps(steps, model, batch):
         if at + batch > len(perm): perm, at = torch.randperm(len(triples), generator=g), 0
         idx = perm[at:at + batch]; at += batch
         t = triples[idx]

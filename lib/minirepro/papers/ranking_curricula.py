@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.repro import training_steps
 from ..core.retrieval import CrossEncoder, KernelPooling, ir_metrics, pseudo_words, rerank
 
 # %% auto #0
@@ -91,7 +92,7 @@ def train_reranker(model, C: QACollection, triples: torch.Tensor, D: torch.Tenso
     torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     m, dev = int(curriculum_share * steps), next(model.parameters()).device
-    for step in range(steps):
+    for step in training_steps(steps, model, batch):
         idx = torch.randint(len(triples), (batch,), generator=g)
         t, w = triples[idx], curriculum_weights(D[idx], step, m, arm).to(dev)
         q, pos, neg = C.questions[t[:, 0]].to(dev), C.answers[t[:, 1]].to(dev), C.answers[t[:, 2]].to(dev)

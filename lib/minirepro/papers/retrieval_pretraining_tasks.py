@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.repro import training_steps
 from ..core.retrieval import BagTower, BiEncoder, WordVocab, pseudo_words, train_biencoder
 
 # %% auto #0
@@ -98,7 +99,7 @@ def pretrain_masked(enc: BiEncoder, vocab: WordVocab, passages: list, steps: int
     decoder = torch.nn.Linear(d, len(vocab)).to(dev)
     opt = torch.optim.Adam(list(enc.parameters()) + list(decoder.parameters()), lr=lr)
     toks, losses = [p.split() for p in passages], []
-    for _ in range(steps):
+    for _ in training_steps(steps, enc, batch):
         ctx, y = [], []
         for i in torch.randint(len(toks), (batch,), generator=g).tolist():
             t = toks[i]; j = int(torch.randint(len(t), (1,), generator=g))
