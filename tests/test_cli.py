@@ -201,25 +201,30 @@ _OWN_LOOP = ("from minirepro.core.repro import training_steps\n"
              "metrics = {'steps_done': done}\n")
 
 
-def _training_chapter(book, slug="trainy", loop=_TRAINER):
-    """A chapter that trains with minirepro's trainer (or `loop`, code that sets `metrics`): ci 40 steps, full 200,000
-    steps with an evaluation every 50,000."""
+def _add_chapter(book, slug: str, title: str, scales: str, claim: str, code: str):
+    "Add a one-claim chapter to `book`: its paper.yaml (`scales`, `claim`) and a notebook that runs `code` after setup."
     (book/"papers"/"book.yaml").write_text((book/"papers"/"book.yaml").read_text()
-                                           + f"      - {{slug: {slug}, fidelity: C, title: Trains}}\n")
+                                           + f"      - {{slug: {slug}, fidelity: C, title: {title}}}\n")
     (book/"papers"/slug).mkdir()
     (book/"papers"/slug/"paper.yaml").write_text(
-        f"slug: {slug}\ntitle: Trains\nfidelity: C\nscales:\n  ci: {{steps: 40}}\n  full: {{steps: 200000}}\n"
-        "claims:\n  - {id: trained, statement: s, paper_value: '1', metric: steps_done, op: '>=', threshold: 1}\n")
+        f"slug: {slug}\ntitle: {title}\nfidelity: C\nscales:\n{scales}claims:\n  - {claim}\n")
     cells = [nbformat.v4.new_code_cell('scale = "ci"\nseed = 0\ndevice = "auto"'),
              nbformat.v4.new_code_cell(
                  "import torch\nfrom minirepro.core.repro import setup\nfrom minirepro.core.results import check_claims, finish\n"
-                 f"run = setup({slug!r}, scale, seed, device)\nP = run.P\nmodel = torch.nn.Linear(4, 1)\n"
-                 "data = lambda step, g: {'x': torch.randn(8, 4, generator=g)}\n"
-                 + loop + "finish(run, metrics, check_claims(run.paper, metrics))")]
+                 f"run = setup({slug!r}, scale, seed, device)\nP = run.P\n" + code
+                 + "finish(run, metrics, check_claims(run.paper, metrics))")]
     cells[0].metadata["tags"] = ["parameters"]
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, str(book/"nbs"/"papers"/f"{slug}.ipynb"))
+
+
+def _training_chapter(book, slug="trainy", loop=_TRAINER):
+    """A chapter that trains with minirepro's trainer (or `loop`, code that sets `metrics`): ci 40 steps, full 200,000
+    steps with an evaluation every 50,000."""
+    _add_chapter(book, slug, "Trains", "  ci: {steps: 40}\n  full: {steps: 200000}\n",
+                 "{id: trained, statement: s, paper_value: '1', metric: steps_done, op: '>=', threshold: 1}",
+                 "model = torch.nn.Linear(4, 1)\ndata = lambda step, g: {'x': torch.randn(8, 4, generator=g)}\n" + loop)
 
 
 def test_estimate_times_a_few_steps_of_each_training_run_and_records_nothing(tiny_book, tmp_path):
@@ -249,3 +254,30 @@ def test_estimate_says_when_nothing_could_be_shortened(tiny_book, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "tiny: about" in r.stdout and "nothing was shortened" in r.stdout
     assert not (tiny_book/"papers"/"tiny"/"results").exists()
+
+
+def _parts_chapter(book, slug="parts"):
+    "A chapter of two resumable arms that draw random numbers, and a draw after them."
+    _add_chapter(book, slug, "Parts", "  ci: {arms: 2}\n  full: {arms: 2}\n",
+                 "{id: ran, statement: s, paper_value: '2', metric: arms_done, op: '>=', threshold: 2}",
+                 "arm = lambda i: {'i': i, 'draw': torch.rand(1).item()}\n"
+                 "out = [run.resumable(f'arm {i}', arm, i) for i in range(P.arms)]\n"
+                 "metrics = {'arms_done': len(out), 'draws': [o['draw'] for o in out], 'after': torch.rand(1).item()}\n")
+
+
+def test_run_resume_takes_the_finished_parts_and_continues_as_an_uninterrupted_run(tiny_book):
+    _parts_chapter(tiny_book)
+    res = lambda: json.loads((tiny_book/"build"/"runs"/"parts"/"full-seed0"/"results.json").read_text())
+    assert cli("run", "parts", "--scale", "full", "--device", "cpu").returncode == 0
+    first = res()
+    assert "resumed" not in first and len(list((tiny_book/"build"/"runs"/"parts"/"full-seed0"/"parts").glob("*.pt"))) == 2
+    r = cli("run", "parts", "--scale", "full", "--device", "cpu", "--resume")
+    assert r.returncode == 0, r.stdout + r.stderr
+    again = res()
+    assert again["metrics"] == first["metrics"] and list(again["resumed"]) == ["arm 0", "arm 1"]
+    nb = tiny_book/"nbs"/"papers"/"parts.ipynb"                              # the chapter's code changes:
+    nb.write_text(nb.read_text().replace("'after': torch.rand(1).item()", "'after': torch.rand(2).sum().item()"))
+    assert cli("run", "parts", "--scale", "full", "--device", "cpu", "--resume").returncode == 0
+    assert "resumed" not in res()                                            # its parts are computed again
+    assert cli("run", "parts", "--device", "cpu", "--resume").returncode == 0   # ci keeps no parts
+    assert not (tiny_book/"build"/"runs"/"parts"/"ci-seed0"/"parts").exists()

@@ -190,3 +190,44 @@ def test_training_steps_is_range_outside_timing_mode_and_times_a_few_steps_insid
     lines = [json.loads(l) for l in log.read_text().splitlines()]
     assert broke == 0 and len(lines) == 1 and lines[0]["steps"] == 500 and lines[0]["params"] == 8
     assert lines[0]["estimate_s"] == pytest.approx(500 * lines[0]["step_s"]) and lines[0]["measured_s"] >= 0
+
+
+def _resumable_run(tmp_path, monkeypatch, resume: bool, seed: int = 1):
+    monkeypatch.setenv("MINIREPRO_RUN_DIR", str(tmp_path))
+    monkeypatch.setenv(repro.RESUME_ENV, "1" if resume else "")
+    r = setup("aaren", "ci", seed=seed, quiet=True)
+    r.keeps_parts = True  # as at a resumable scale
+    return r
+
+
+def test_resumable_parts_are_taken_back_only_with_resume_and_the_same_code_and_settings(tmp_path, monkeypatch):
+    calls = []
+    def arm(n):
+        calls.append(n); return {"n": n, "w": torch.randn(3)}
+    r1 = _resumable_run(tmp_path, monkeypatch, resume=False)
+    a = r1.resumable("arm n=2", arm, 2); after1 = (random.random(), np.random.rand(), torch.rand(1))
+    assert (tmp_path/"parts"/"arm_n=2.pt").exists() and not r1.resumed
+    r2 = _resumable_run(tmp_path, monkeypatch, resume=True)
+    b = r2.resumable("arm n=2", arm, 2); after2 = (random.random(), np.random.rand(), torch.rand(1))
+    assert calls == [2] and torch.equal(a["w"], b["w"]) and list(r2.resumed) == ["arm n=2"]
+    assert after1[:2] == after2[:2] and torch.equal(after1[2], after2[2])   # every generator goes on as it would have
+    r3 = _resumable_run(tmp_path, monkeypatch, resume=False)               # without --resume: computed again
+    r3.resumable("arm n=2", arm, 2)
+    assert calls == [2, 2]
+    r4 = _resumable_run(tmp_path, monkeypatch, resume=True, seed=2)        # another seed: not the same part
+    r4.resumable("arm n=2", arm, 2)
+    assert calls == [2, 2, 2] and not r4.resumed
+    with pytest.raises(ValueError, match="each part needs its own name"): r4.resumable("arm n=2", arm, 2)
+
+
+def test_resumable_part_off_at_ci_and_in_timing_mode_and_survives_an_unpicklable_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIREPRO_RUN_DIR", str(tmp_path))
+    r = setup("aaren", "ci", seed=0, quiet=True)
+    assert not r.keeps_parts and r.resumable("x", lambda: 5) == 5 and not (tmp_path/"parts").exists()
+    r = _resumable_run(tmp_path, monkeypatch, resume=True)
+    monkeypatch.setenv(repro.TIME_STEPS_ENV, "3")
+    assert r.resumable("timed", lambda: 1) == 1 and not (tmp_path/"parts").exists()   # estimates are never kept
+    monkeypatch.delenv(repro.TIME_STEPS_ENV)
+    with pytest.warns(UserWarning, match="could not be kept"):
+        f = r.resumable("closure", lambda: (lambda: 7))
+    assert f() == 7 and not list((tmp_path/"parts").glob("*"))              # no half-written file left behind

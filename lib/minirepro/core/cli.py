@@ -16,8 +16,8 @@ import nbformat
 import yaml
 from jupyter_client.manager import AsyncKernelManager
 
-from .repro import (UnknownName, DEVICES, find_root, load_settings, numerics_env, scale_names, scale_settings,
-                                  book_index, chapter_slugs, chapter_path, paper_dir)
+from .repro import (UnknownName, DEVICES, RESUME_ENV, find_root, load_settings, numerics_env, scale_names,
+                                  scale_settings, book_index, chapter_slugs, chapter_path, paper_dir)
 from .results import (atomic_write_text, load_recorded, verify_run, record_run, record_seed, seed_summary,
                                      format_table)
 
@@ -101,8 +101,10 @@ def _restore_env(old: dict):
         else: os.environ[k] = v
 
 def execute_chapter(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", params: dict = None,
-                    out=None, root=None, record: bool = False, verbose: bool = False, progress: bool = False) -> dict:
-    "Run the chapter of `slug` headless; returns what happened (ok, error, wall_s, claims, paths). `progress`: a per-cell bar."
+                    out=None, root=None, record: bool = False, verbose: bool = False, progress: bool = False,
+                    resume: bool = False) -> dict:
+    """Run the chapter of `slug` headless; returns what happened (ok, error, wall_s, claims, paths). `progress`: a per-cell
+    bar; `resume`: take the parts an earlier run of the same code and preset kept (`minirepro.core.repro`, "Resuming")."""
     import papermill
     root = Path(root or find_root()); settings = load_settings(root)
     src = chapter_path(slug, root)
@@ -118,7 +120,7 @@ def execute_chapter(slug: str, scale: str = "ci", seed: int = 0, device: str = "
     # XLA_PYTHON_CLIENT_PREALLOCATE: a library that imports JAX would otherwise take 75% of the GPU at once, and
     # chapters that share one GPU (--jobs) would run out of memory
     old = _set_env({"MINIREPRO_RUN_DIR": res_dir, "MINIREPRO_ROOT": root, "HF_HUB_OFFLINE": 1, "TRANSFORMERS_OFFLINE": 1,
-                    "HF_DATASETS_OFFLINE": 1, "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                    "HF_DATASETS_OFFLINE": 1, "XLA_PYTHON_CLIENT_PREALLOCATE": "false", RESUME_ENV: "1" if resume else "",
                     **({"OMP_NUM_THREADS": threads} if threads != "0" else {}), **numerics_env(scale, settings)})
     t0, error = time.time(), None
     try:
@@ -292,6 +294,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, metavar="DIR", help="output folder (default from settings.ini: build/runs)")
     r.add_argument("--jobs", type=int, default=None, metavar="N", help="chapters run in parallel")
     r.add_argument("--record", action="store_true", help="make this run the chapter's recorded reference")
+    r.add_argument("--resume", action="store_true", help="take the parts an interrupted run of the same code and preset "
+                   "finished (at a resumable scale: full) instead of computing them again")
     r.add_argument("--verbose", action="store_true", help="stream the cells' outputs")
     r.add_argument("--executor", default="local", choices=("local", "ray", "slurm"),
                    help="local: a process pool here (default); ray: Ray tasks; slurm: Slurm jobs through submitit "
@@ -360,12 +364,13 @@ def _cmd_run(a, root) -> int:
         runs = [(s, seed) for s in slugs for seed in seeds]
         if a.executor == "local":
             infos = run_chapters(runs, jobs=jobs, on_done=on_done, scale=a.scale, device=a.device, params=params,
-                                 out=a.out, root=root, record=a.record, verbose=a.verbose)
+                                 out=a.out, root=root, record=a.record, verbose=a.verbose, resume=a.resume)
             for i in infos: i["where"] = f"local:{i['host']}"
         else:
             from minirepro.core import cluster
             out = Path(a.out or settings["book"].get("out_dir", "build/runs"))
-            kw = dict(scale=a.scale, device=a.device, params=params, out=str(out if out.is_absolute() else root/out), root=str(root))
+            kw = dict(scale=a.scale, device=a.device, params=params, out=str(out if out.is_absolute() else root/out), root=str(root),
+                      resume=a.resume)
             n, count = len(runs), iter(range(1, len(runs) + 1))
             done = lambda info: print(_line(next(count), n, info), flush=True)
             print(f"submitting {n} chapter run{'s' if n != 1 else ''} to {a.executor}", flush=True)
@@ -377,6 +382,8 @@ def _cmd_run(a, root) -> int:
         print("\n" + cluster_summary(infos))
     except KeyboardInterrupt:
         print("\ninterrupted: chapters that had finished keep their results; no partial results.json was written", file=sys.stderr)
+        if scale_settings(a.scale, settings).getboolean("resumable", fallback=False):
+            print("the parts each run finished are kept: add --resume to the same command to go on from them", file=sys.stderr)
         return 130
     ok = [i for i in infos if i["ok"]]
     hold = sum(i["claims_hold"] for i in ok); total = sum(i["claims_total"] for i in ok)

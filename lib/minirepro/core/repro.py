@@ -7,7 +7,7 @@ Docs: https://minirepro.github.io/minirepro/core/repro.html.md"""
 
 # %% ../../../nbs/core/repro.ipynb #68a3da1b
 from __future__ import annotations
-import configparser, difflib, json, os, random, time, warnings
+import configparser, difflib, hashlib, json, os, random, re, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,10 +16,11 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['DEVICES', 'TIME_STEPS_ENV', 'TIME_LOG_ENV', 'find_root', 'UnknownName', 'load_settings', 'scale_names',
+__all__ = ['DEVICES', 'TIME_STEPS_ENV', 'TIME_LOG_ENV', 'RESUME_ENV', 'find_root', 'UnknownName', 'load_settings', 'scale_names',
            'scale_settings', 'book_index', 'chapter_slugs', 'chapter_path', 'paper_dir', 'load_paper', 'claims_at',
            'Preset', 'seed_everything', 'set_determinism', 'resolve_device', 'numerics_env', 'numerics_off',
-           'use_numerics', 'Run', 'run_dir', 'offline', 'setup', 'timed_steps', 'sync', 'log_timing', 'training_steps']
+           'use_numerics', 'Run', 'run_dir', 'offline', 'setup', 'timed_steps', 'sync', 'log_timing', 'training_steps',
+           'code_fingerprint', 'rng_states', 'set_rng_states', 'resumable_part']
 
 # %% ../../../nbs/core/repro.ipynb #9d12d84f
 def find_root(start=None) -> Path:
@@ -186,9 +187,17 @@ class Run:
     figures: dict = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     provenance: dict = None  # code, packages and machine at the start (see `minirepro.core.results.provenance`)
+    keeps_parts: bool = False  # the scale keeps finished parts on disk for `--resume` (settings.ini `resumable`)
+    resumed: dict = field(default_factory=dict)  # parts taken from an earlier run: name -> the seconds they took then
+    part_names: set = field(default_factory=set, repr=False)  # the resumable parts run so far
+    code_hash: str = field(default=None, repr=False)  # `code_fingerprint`, computed at the first resumable part
 
     @property
     def P(self) -> Preset: return self.preset
+
+    def resumable(self, name: str, fn, *args, **kw):
+        "`fn(*args, **kw)`, kept on disk at a resumable scale so that `minirepro run --resume` need not compute it again (below)."
+        return resumable_part(self, name, fn, *args, **kw)
 
 def run_dir(slug: str, scale: str, seed: int, root=None, settings=None) -> Path:
     "Where a run of `slug` at `scale` and `seed` writes its results (see above for the overrides)."
@@ -224,7 +233,7 @@ def setup(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", roo
     paper = {**paper, "claims": claims_at(paper, scale)}  # a claim may be one that only a larger scale can test
     from minirepro.core.results import provenance  # at the start: a commit made while a long run goes on is not the code it ran
     return Run(slug, scale, int(seed), dev, Preset(presets[scale]), paper, out, root, dict(params),
-               provenance={**provenance(root), "numerics": numerics})
+               provenance={**provenance(root), "numerics": numerics}, keeps_parts=sc.getboolean("resumable", fallback=False))
 
 # %% ../../../nbs/core/repro.ipynb #df4dc3a1
 TIME_STEPS_ENV, TIME_LOG_ENV = "MINIREPRO_TIME_STEPS", "MINIREPRO_TIME_LOG"
@@ -260,3 +269,53 @@ def training_steps(steps: int, model, batch_size=None):
     yield from range(3, 3 + timed)
     sync(model)
     log_timing(model, steps, batch_size, (time.perf_counter() - t0) / timed, time.perf_counter() - t_start)
+
+# %% ../../../nbs/core/repro.ipynb #baedad08
+RESUME_ENV = "MINIREPRO_RESUME"   # set by `minirepro run --resume`
+
+def code_fingerprint(slug: str, root=None) -> str:
+    "A hash of the code a run of `slug` executes: the minirepro package's sources and the chapter's code cells."
+    import minirepro
+    h, pkg = hashlib.sha256(), Path(minirepro.__file__).resolve().parent
+    for f in sorted(pkg.rglob("*.py")): h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes())
+    for c in json.loads(chapter_path(slug, root).read_text())["cells"]:
+        if c["cell_type"] == "code": h.update("".join(c["source"]).encode() + b"\0")
+    return h.hexdigest()
+
+def rng_states() -> dict:
+    "The states of Python's, NumPy's and torch's random number generators (CUDA's too once it is in use)."
+    s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized(): s["cuda"] = torch.cuda.get_rng_state_all()
+    return s
+
+def set_rng_states(s: dict):
+    "Put the generators back into the states `rng_states` returned."
+    random.setstate(s["python"]); np.random.set_state(s["numpy"]); torch.set_rng_state(s["torch"])
+    if "cuda" in s: torch.cuda.set_rng_state_all(s["cuda"])
+
+def resumable_part(run: Run, name: str, fn, *args, **kw):
+    "`run.resumable`: compute `fn(*args, **kw)`, or with `--resume` take it from the run's folder (see above)."
+    if not run.keeps_parts or timed_steps(): return fn(*args, **kw)
+    if name in run.part_names: raise ValueError(f"two parts of this run are named {name!r}: each part needs its own name")
+    run.part_names.add(name)
+    run.code_hash = run.code_hash or code_fingerprint(run.slug, run.root)
+    key = hashlib.sha256(json.dumps({"part": name, "slug": run.slug, "scale": run.scale, "seed": run.seed, "device": run.device,
+                                     "preset": dict(run.preset), "params": run.params, "code": run.code_hash},
+                                    sort_keys=True, default=str).encode()).hexdigest()
+    path = run.out_dir/"parts"/f"{re.sub(r'[^A-Za-z0-9_.=-]+', '_', name)}.pt"
+    if os.environ.get(RESUME_ENV) and path.exists():
+        kept = torch.load(path, weights_only=False)
+        if kept.get("key") == key:
+            set_rng_states(kept["rng"]); run.resumed[name] = kept["seconds"]
+            print(f"{name}: resumed from an earlier run ({kept['seconds']:.0f} s then)")
+            return kept["value"]
+        print(f"{name}: the kept part was computed by other code or settings; computing it again")
+    t0 = time.time(); value = fn(*args, **kw); seconds = time.time() - t0
+    try:
+        path.parent.mkdir(exist_ok=True)
+        torch.save({"key": key, "value": value, "rng": rng_states(), "seconds": seconds}, path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)  # whole or not at all
+    except Exception as e:  # e.g. a value that cannot be pickled: the run goes on, only resuming it would recompute
+        path.with_suffix(".tmp").unlink(missing_ok=True)
+        warnings.warn(f"part {name!r} could not be kept on disk ({type(e).__name__}: {e}); --resume will compute it again")
+    return value

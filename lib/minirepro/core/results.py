@@ -192,14 +192,17 @@ def finish(run: Run, metrics: dict, claims: list = None, quiet: bool = False) ->
     "Check the claims (unless given) and write <run folder>/results.json; returns what was written."
     claims = check_claims(run.paper, metrics) if claims is None else claims
     res = {"slug": run.slug, "title": run.paper.get("title"), "scale": run.scale, "seed": run.seed, "device": device_used(run),
-           "params": run.params, "preset": dict(run.preset), "wall_s": round(time.time() - run.started, 2),
+           "params": run.params, "preset": dict(run.preset),
+           "wall_s": round(time.time() - run.started + sum(run.resumed.values()), 2),  # resumed parts: their first time
            "provenance": run.provenance or provenance(run.root), "metrics": _plain(metrics), "claims": [asdict(c) for c in claims],
            "figures": run.figures}
+    if run.resumed: res["resumed"] = {k: round(v, 2) for k, v in run.resumed.items()}
     atomic_write_json(run.out_dir/"results.json", res)
     if not quiet:
         where = run.out_dir/"results.json"
         where = where.relative_to(run.root) if where.is_relative_to(run.root) else where
-        print(f"wrote {where}: {sum(c.holds for c in claims)}/{len(claims)} claims hold, {res['wall_s']:.1f} s")
+        resumed = f" ({len(run.resumed)} parts resumed)" if run.resumed else ""
+        print(f"wrote {where}: {sum(c.holds for c in claims)}/{len(claims)} claims hold, {res['wall_s']:.1f} s{resumed}")
     return res
 
 # %% ../../../nbs/core/results.ipynb #b271c05a
