@@ -188,6 +188,17 @@ def test_seeds_run_every_seed_and_record_their_claims(tiny_book, tmp_path):
     assert list(seeds) == ["0", "1", "2"] and seeds["2"]["claims"]["big-enough"] == {"holds": True, "measured": 8}
     assert json.loads((tiny_book/"papers"/"tiny"/"results"/"ci.json").read_text())["seed"] == 0  # seed 0 is the reference
     assert "| C | 1/1 | 3/3 | - |" in (tiny_book/"README.md").read_text()
+    assert "recorded: the reference (seed 0) and each seed's claims in papers/<slug>/results/seeds-ci.json" in r.stdout
+
+
+def test_recording_other_seeds_leaves_the_reference_alone(tiny_book, tmp_path):
+    assert cli("run", "tiny", "--record").returncode == 0
+    reference = (tiny_book/"papers"/"tiny"/"results"/"ci.json").read_text()
+    r = cli("run", "tiny", "--seeds", "3", "--record", "--out", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "recorded: each seed's claims in papers/<slug>/results/seeds-ci.json" in r.stdout and "reference" not in r.stdout
+    assert (tiny_book/"papers"/"tiny"/"results"/"ci.json").read_text() == reference
+    assert list(json.loads((tiny_book/"papers"/"tiny"/"results"/"seeds-ci.json").read_text())["seeds"]) == ["0", "3"]
 
 
 _TRAINER = ("from minirepro.core.train import train\n"

@@ -387,8 +387,11 @@ def _cmd_run(a, root) -> int:
         return 130
     ok = [i for i in infos if i["ok"]]
     hold = sum(i["claims_hold"] for i in ok); total = sum(i["claims_total"] for i in ok)
-    print(f"{len(ok)}/{len(infos)} chapter runs executed, {hold}/{total} claims hold, {time.time() - t0:.1f} s"
-          + ("; recorded as the reference" if a.record and ok else ""))
+    recorded = ""
+    if a.record and ok:
+        recorded = (f"; recorded: {'the reference (seed 0) and ' if any(i['seed'] == 0 for i in ok) else ''}"
+                    f"each seed's claims in papers/<slug>/results/seeds-{a.scale}.json")
+    print(f"{len(ok)}/{len(infos)} chapter runs executed, {hold}/{total} claims hold, {time.time() - t0:.1f} s{recorded}")
     if a.record and ok: write_report(root)
     return 0 if len(ok) == len(infos) else 1
 
