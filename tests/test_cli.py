@@ -12,7 +12,7 @@ def test_list(tiny_book):
     r = cli("list")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["slug", "part", "fidelity", "chapter", "ci", "seeds", "full"]
+    assert lines[0].split() == ["slug", "part", "fidelity", "chapter", "ci", "ci-seeds", "full", "full-seeds"]
     assert any(l.split()[:4] == ["later", "I", "B", "-"] for l in lines)
     rows = json.loads(cli("list", "--json").stdout)
     assert [r["slug"] for r in rows] == ["tiny", "tiny2", "later"] and rows[0]["chapter"] and not rows[2]["chapter"]
@@ -121,6 +121,7 @@ def test_report_marks_a_full_record_made_on_the_cpu(tiny_book):
     assert cli("report").returncode == 0
     row = next(l for l in (tiny_book/"papers"/"README.md").read_text().splitlines() if l.startswith("| I | [tiny]"))
     assert row.split(" | ")[5] == "1/1 (CPU)", row
+    assert row.split(" | ")[6] == "1/1", row   # seeds at full: seed 0, every claim held
 
 
 def test_report_marks_a_full_record_whose_preset_has_changed(tiny_book):

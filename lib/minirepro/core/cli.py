@@ -231,8 +231,9 @@ def status_rows(root=None) -> list:
                 if r.get("preset") != rec.get("scales", {}).get("full"): notes.append("older preset")
                 if notes: row[scale] += f" ({', '.join(notes)})"
             if scale == "ci": row["ci_wall_s"] = r["wall_s"] if r else None
-        ss = seed_summary(s, "ci", root) if s in have else None
-        row["ci_seeds"] = f"{ss[0]}/{ss[1]}" if ss else None
+        for scale in ("ci", "full"):
+            ss = seed_summary(s, scale, root) if s in have else None
+            row[f"{scale}_seeds"] = f"{ss[0]}/{ss[1]}" if ss else None
         rows.append(row)
     return rows
 
@@ -241,13 +242,14 @@ def status_markdown(rows, link: str = "nbs/papers/{slug}.ipynb") -> str:
     done = [r for r in rows if r["chapter"]]
     out = [f"{len(done)} of {len(rows)} chapters written. Claims: pre-registered claims holding in the recorded run "
            "(ci: CPU, one thread, seed 0; full: one GPU, or one CPU thread where marked, seed 0; 'older preset': the full "
-           "run used a preset that paper.yaml has changed since). Seeds: re-runs at ci scale in which every claim held. "
+           "run used a preset that paper.yaml has changed since). Seeds: the recorded seeds (ci: 0-4; full: 0 and any others "
+           "run so far) at which every claim held. "
            "'-' means not recorded yet.", "",
-           "| part | paper | fidelity | claims ci | seeds ci | claims full | ci wall (s) |", "|---|---|---|---|---|---|---|"]
+           "| part | paper | fidelity | claims ci | seeds ci | claims full | seeds full | ci wall (s) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         name = f"[{r['slug']}]({link.format(slug=r['slug'])}): {r['title']}" if r["chapter"] else f"{r['slug']}: {r['title']}"
         wall = f"{r['ci_wall_s']:.0f}" if r["ci_wall_s"] is not None else "-"
-        out.append(f"| {r['part']} | {name} | {r['fidelity']} | {r['ci'] or '-'} | {r['ci_seeds'] or '-'} | {r['full'] or '-'} | {wall} |")
+        out.append(f"| {r['part']} | {name} | {r['fidelity']} | {r['ci'] or '-'} | {r['ci_seeds'] or '-'} | {r['full'] or '-'} | {r['full_seeds'] or '-'} | {wall} |")
     return "\n".join(out) + "\n"
 
 def write_report(root=None) -> list:
@@ -339,7 +341,8 @@ def _cmd_list(a, root) -> int:
     rows = status_rows(root)
     if a.json: print(json.dumps(rows, indent=1)); return 0
     print(format_table([{"slug": r["slug"], "part": r["part"], "fidelity": r["fidelity"], "chapter": "yes" if r["chapter"] else "-",
-                         "ci": r["ci"] or "-", "seeds": r["ci_seeds"] or "-", "full": r["full"] or "-"} for r in rows]))
+                         "ci": r["ci"] or "-", "ci-seeds": r["ci_seeds"] or "-", "full": r["full"] or "-",
+                         "full-seeds": r["full_seeds"] or "-"} for r in rows]))
     return 0
 
 def _cmd_run(a, root) -> int:
