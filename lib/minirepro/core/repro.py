@@ -7,7 +7,7 @@ Docs: https://minirepro.github.io/minirepro/core/repro.html.md"""
 
 # %% ../../../nbs/core/repro.ipynb #68a3da1b
 from __future__ import annotations
-import configparser, difflib, hashlib, json, os, random, re, time, warnings
+import configparser, difflib, hashlib, json, os, platform, random, re, shutil, subprocess, sys, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +16,10 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['DEVICES', 'TIME_STEPS_ENV', 'TIME_LOG_ENV', 'RESUME_ENV', 'find_root', 'UnknownName', 'load_settings', 'scale_names',
-           'scale_settings', 'book_index', 'chapter_slugs', 'chapter_path', 'paper_dir', 'load_paper', 'claims_at',
-           'Preset', 'seed_everything', 'set_determinism', 'resolve_device', 'numerics_env', 'numerics_off',
+__all__ = ['DEVICES', 'MKL_SHIM_NAME', 'MKL_SHIM_SOURCE', 'TIME_STEPS_ENV', 'TIME_LOG_ENV', 'RESUME_ENV', 'find_root',
+           'UnknownName', 'load_settings', 'scale_names', 'scale_settings', 'book_index', 'chapter_slugs',
+           'chapter_path', 'paper_dir', 'load_paper', 'claims_at', 'Preset', 'seed_everything', 'set_determinism',
+           'resolve_device', 'mkl_needs_preload', 'mkl_shim', 'mkl_shim_loaded', 'numerics_env', 'numerics_off',
            'use_numerics', 'Run', 'run_dir', 'offline', 'setup', 'timed_steps', 'sync', 'log_timing', 'training_steps',
            'code_fingerprint', 'rng_states', 'set_rng_states', 'resumable_part']
 
@@ -134,18 +135,59 @@ def resolve_device(device: str = "auto", scale: str = "ci", settings=None) -> st
     return want
 
 # %% ../../../nbs/core/repro.ipynb #987fbd7c
-def numerics_env(scale: str = "ci", settings=None) -> dict:
-    "The environment that pins `scale`'s numerics to one processor-independent code path (empty: each processor's own)."
+MKL_SHIM_NAME = "mkl-any-cpu.so"
+MKL_SHIM_SOURCE = "int mkl_serv_intel_cpu_true(void) { return 1; }\n"  # MKL's "is this an Intel processor?"
+
+def mkl_needs_preload() -> bool:
+    "Whether MKL, left to itself, ignores `MKL_CBWR` here: an x86-64 processor that is not Intel's (Linux)."
+    if platform.system() != "Linux" or platform.machine().lower() not in ("x86_64", "amd64"): return False
+    try: return "GenuineIntel" not in Path("/proc/cpuinfo").read_text()
+    except OSError: return False
+
+def mkl_shim(build: bool = True):
+    """The library that makes MKL take any processor for Intel's, compiled with the machine's C compiler (`cc`) on
+    first use into the virtual environment's lib/ (else ~/.cache/minirepro); None where it is not there and cannot be built."""
+    homes = ([Path(sys.prefix)/"lib"] if sys.prefix != sys.base_prefix else []) + [Path.home()/".cache"/"minirepro"]
+    for home in homes:
+        if (home/MKL_SHIM_NAME).is_file(): return home/MKL_SHIM_NAME
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not (build and cc): return None
+    for home in homes:
+        tmp = home/f".{MKL_SHIM_NAME}.{os.getpid()}"  # compiled aside and renamed: runs started together may race
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            subprocess.run([cc, "-shared", "-fPIC", "-O2", "-x", "c", "-o", str(tmp), "-"], input=MKL_SHIM_SOURCE,
+                           text=True, capture_output=True, check=True, timeout=120)
+            os.replace(tmp, home/MKL_SHIM_NAME)
+            return home/MKL_SHIM_NAME
+        except (OSError, subprocess.SubprocessError): tmp.unlink(missing_ok=True)
+    return None
+
+def mkl_shim_loaded() -> bool:
+    "Whether this process started with the MKL library above preloaded."
+    try: return MKL_SHIM_NAME in Path("/proc/self/maps").read_text()
+    except OSError: return False
+
+def numerics_env(scale: str = "ci", settings=None, preload: bool = True) -> dict:
+    """The environment that pins `scale`'s numerics to one processor-independent code path (empty: each processor's
+    own): settings.ini's `numerics`, and with `preload`, `LD_PRELOAD` of `mkl_shim` where MKL needs it."""
     env = {}
     for item in scale_settings(scale, settings).get("numerics", "").split():
         k, sep, v = item.partition("=")
         if not sep or not k: raise ValueError(f"settings.ini [scale:{scale}] numerics: {item!r} is not NAME=VALUE")
         env[k] = v
+    if preload and "MKL_CBWR" in env and mkl_needs_preload() and (shim := mkl_shim()):
+        have = [p for p in re.split(r"[:\s]+", os.environ.get("LD_PRELOAD", "")) if p and Path(p).name != MKL_SHIM_NAME]
+        env["LD_PRELOAD"] = ":".join([str(shim), *have])
     return env
 
 def numerics_off(env: dict) -> list:
     "What of the pinned numerics `env` this process does not run with (empty: all of it is in force)."
-    off = [k for k, v in env.items() if os.environ.get(k) != v]
+    off = [k for k, v in env.items() if k != "LD_PRELOAD" and os.environ.get(k) != v]
+    if "MKL_CBWR" in env and "MKL_CBWR" not in off and mkl_needs_preload() and not mkl_shim_loaded():
+        shim = mkl_shim(build=False)
+        off.append("MKL_CBWR (MKL does not take this processor for Intel's and runs its AUTO branch unless the process "
+                   + (f"starts with LD_PRELOAD={shim})" if shim else "starts with a library that needs a C compiler, cc)"))
     want = env.get("ATEN_CPU_CAPABILITY")
     if want and "ATEN_CPU_CAPABILITY" not in off and torch.backends.cpu.get_cpu_capability().lower() != want.lower():
         off.append(f"ATEN_CPU_CAPABILITY (PyTorch runs {torch.backends.cpu.get_cpu_capability()})")
