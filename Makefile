@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install repro test export lab seeds bench docs clean
+.PHONY: install repro test check export lab seeds bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -54,6 +54,16 @@ test: $(STAMP) $(BROWSER)
 	MINIREPRO_OUT=$(CURDIR)/build/test-runs $(BIN)/pytest -n 2 --dist loadscope tests nbs \
 	    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 	$(BIN)/minirepro verify --all --from build/test-runs
+
+# one chapter's part of `make test`: nbval on its notebook, then its results and figures against the records
+# (make check PAPER=aaren); the kernel starts with the ci numerics, as in `make test`
+check: $(STAMP)
+	@test -n "$(PAPER)" || { echo "usage: make check PAPER=slug"; exit 2; }
+	@test -f nbs/papers/$(PAPER).ipynb || { echo "unknown paper '$(PAPER)'; valid papers: $$(cd nbs/papers && ls *.ipynb | sed 's/\.ipynb$$//' | tr '\n' ' ')"; exit 2; }
+	rm -rf build/test-runs/$(PAPER)
+	eval "$$($(BIN)/minirepro env)" && MINIREPRO_OUT=$(CURDIR)/build/test-runs $(BIN)/pytest nbs/papers/$(PAPER).ipynb \
+	    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
+	$(BIN)/minirepro verify $(PAPER) --from build/test-runs
 
 # the website, from the committed notebooks (no execution), into _build/html
 docs: $(STAMP)
