@@ -170,9 +170,10 @@ def test_interrupted_run_leaves_no_results_and_exits_130(tiny_book, tmp_path):
     assert "interrupted" in err and not list(tmp_path.rglob("results.json"))
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_sigterm_stops_a_run_like_ctrl_c_and_leaves_no_process(tiny_book, tmp_path, jobs):
-    # kill PID reaches the minirepro process alone (not its kernels or workers, unlike Ctrl-C in a terminal)
+@pytest.mark.parametrize("jobs,group", [(1, False), (2, False), (1, True), (2, True)])
+def test_sigterm_stops_a_run_like_ctrl_c_and_leaves_no_process(tiny_book, tmp_path, jobs, group):
+    # kill PID reaches the minirepro process alone (not its kernels or workers, unlike Ctrl-C in a terminal); timeout
+    # and batch systems signal the whole process group, so the workers have it too, and then the main process's own
     import psutil
     p = subprocess.Popen([str(BIN/"minirepro"), "run", "tiny", "tiny2", "-p", "sleep_s=60", "--jobs", str(jobs), "--out", str(tmp_path)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(), start_new_session=True)
@@ -189,9 +190,13 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_leaves_no_process(tiny_book, tmp_pa
     time.sleep(1)
     family = psutil.Process(p.pid).children(recursive=True)
     assert any("ipykernel" in " ".join(c.cmdline()) for c in family)
-    p.send_signal(signal.SIGTERM)
+    t0 = time.time()
+    if group: os.killpg(p.pid, signal.SIGTERM)
+    else: p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "interrupted" in err, (p.returncode, out, err)
+    assert time.time() - t0 < 9, time.time() - t0        # stopped, not waited out
+    assert "Traceback" not in err and "[IPKernelApp]" not in err and "never awaited" not in err, err   # nothing but the message
     gone, alive = psutil.wait_procs(family, timeout=30)
     assert not alive, [" ".join(c.cmdline())[:80] for c in alive]
     assert not list(tmp_path.rglob("results.json"))

@@ -7,7 +7,7 @@ Docs: https://minirepro.github.io/minirepro/core/cli.html.md"""
 
 # %% ../../../nbs/core/cli.ipynb #43b31912
 from __future__ import annotations
-import argparse, json, os, shlex, signal, socket, sys, tempfile, threading, time, uuid
+import argparse, json, os, shlex, signal, socket, sys, tempfile, threading, time, uuid, warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import multiprocessing as mp
 from pathlib import Path
@@ -75,6 +75,11 @@ class IPCKernelManager(AsyncKernelManager):
         # "KeyboardInterrupt caught in kernel"; a kernel that is shutting down gets the shutdown request alone
         # (a busy one is terminated shortly after it, as usual)
         if not self.shutting_down: await super()._async_interrupt_kernel()
+
+    async def shutdown_kernel(self, now: bool = False, restart: bool = False):
+        # a run being stopped (Ctrl-C, kill, timeout) kills its kernel at once: asked to shut down gracefully, a busy
+        # kernel finishes its cell and then logs a traceback because nobody is left to take the reply
+        await super().shutdown_kernel(now=now or _stopping.is_set(), restart=restart)
 
 def clean_executed(nb):
     "Drop papermill/nbclient bookkeeping from an executed notebook (keeps outputs, execution counts and tags)."
@@ -180,11 +185,30 @@ def seeds_report(root=None, scale: str = "ci") -> str:
         table.append(row)
     return format_table(table)
 
+_stopping = threading.Event()  # set once this process is being stopped
+
 def stop_as_interrupt(*_):
-    "A SIGTERM handler (kill, timeout, a batch system) that stops a run the way Ctrl-C does: kernels shut down, no partial results."
+    "A SIGTERM and SIGINT handler (kill, timeout, a batch system, Ctrl-C): stops the run, kernels killed, no partial results."
+    if _stopping.is_set(): return  # a second signal (a group signal, then the main process's own) must not break off the stop
+    _stopping.set()
     raise KeyboardInterrupt
 
-def _worker_init(): signal.signal(signal.SIGTERM, stop_as_interrupt)
+def _on_stop_signals() -> dict:
+    "Install `stop_as_interrupt` for SIGTERM, and for SIGINT where it is at Python's default (not where it is ignored); returns the old handlers."
+    old = {signal.SIGTERM: signal.signal(signal.SIGTERM, stop_as_interrupt)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler: old[signal.SIGINT] = signal.signal(signal.SIGINT, stop_as_interrupt)
+    return old
+
+def _worker_init():
+    _on_stop_signals()
+    # a chapter stopped mid-cell leaves nbclient's pending coroutine behind: nothing to report on the way out
+    warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+
+def _execute_in_worker(slug, **kw) -> dict:
+    "`execute_chapter` in a pool worker, which ends with its chapter when the run is being stopped (its kernel is gone by then)."
+    try: return execute_chapter(slug, **kw)
+    finally:
+        if _stopping.is_set(): os._exit(130)
 
 def run_chapters(jobs_list, jobs: int = 1, on_done=None, **kw) -> list:
     "Execute each (slug, seed) of `jobs_list` (see `execute_chapter` for the keywords), `jobs` at a time; prints progress."
@@ -199,13 +223,19 @@ def run_chapters(jobs_list, jobs: int = 1, on_done=None, **kw) -> list:
             done(i, execute_chapter(s, seed=seed, progress=bar, **kw))
         return infos
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
-        futs = [pool.submit(execute_chapter, s, seed=seed, **kw) for s, seed in jobs_list]
+        futs = [pool.submit(_execute_in_worker, s, seed=seed, **kw) for s, seed in jobs_list]
         print(f"running {n} chapter run{'s' if n != 1 else ''}, {jobs} at a time: "
               f"{', '.join(f'{s}@{seed}' for s, seed in jobs_list)}", flush=True)
         try:
             for i, f in enumerate(as_completed(futs), 1): done(i, f.result())
         except KeyboardInterrupt:  # each worker stops its chapter as on Ctrl-C (a terminal sends that to them all; kill does not)
-            for proc in list((getattr(pool, "_processes", None) or {}).values()): proc.terminate()
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            for proc in procs: proc.terminate()
+            # each stops its kernel and exits (one that does not within 10 s is killed)
+            deadline = time.time() + 10
+            for proc in procs: proc.join(max(0.0, deadline - time.time()))
+            for proc in procs:
+                if proc.is_alive(): proc.kill(); proc.join(5)
             pool.shutdown(wait=True, cancel_futures=True); raise
     order = {job: i for i, job in enumerate(jobs_list)}
     return sorted(infos, key=lambda x: order[(x["slug"], x["seed"])])
@@ -565,9 +595,11 @@ def main(argv=None) -> int:
         if a.cmd in ("run", "estimate"):
             cmd = _cmd_run if a.cmd == "run" else _cmd_estimate
             if threading.current_thread() is not threading.main_thread(): return cmd(a, root)
-            old = signal.signal(signal.SIGTERM, stop_as_interrupt)
+            old = _on_stop_signals()
             try: return cmd(a, root)
-            finally: signal.signal(signal.SIGTERM, old)
+            finally:
+                for sig, handler in old.items(): signal.signal(sig, handler)
+                _stopping.clear()
         if a.cmd == "verify": return _cmd_verify(a, root)
         if a.cmd == "env":
             env = numerics_env(a.scale)
