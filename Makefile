@@ -9,6 +9,8 @@ JOBS ?= 2
 SEEDS ?= 0-4
 STAMP := $(VENV)/.installed
 BROWSER := $(VENV)/.browser
+# nbval as `make test` and `make check` run it: the marked cells' outputs, sanitised, in this environment's kernel
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 
 # nothing downloads at run time; figures render off-screen
 export HF_HUB_OFFLINE := 1
@@ -51,8 +53,7 @@ repro: $(STAMP)
 # figures against papers/<slug>/
 test: $(STAMP) $(BROWSER)
 	rm -rf build/test-runs
-	MINIREPRO_OUT=$(CURDIR)/build/test-runs $(BIN)/pytest -n 2 --dist loadscope tests nbs \
-	    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
+	MINIREPRO_OUT=$(CURDIR)/build/test-runs $(BIN)/pytest -n 2 --dist loadscope tests nbs $(NBVAL)
 	$(BIN)/minirepro verify --all --from build/test-runs
 
 # one chapter's part of `make test`: nbval on its notebook, then its results and figures against the records
@@ -61,8 +62,7 @@ check: $(STAMP)
 	@test -n "$(PAPER)" || { echo "usage: make check PAPER=slug"; exit 2; }
 	@test -f nbs/papers/$(PAPER).ipynb || { echo "unknown paper '$(PAPER)'; valid papers: $$(cd nbs/papers && ls *.ipynb | sed 's/\.ipynb$$//' | tr '\n' ' ')"; exit 2; }
 	rm -rf build/test-runs/$(PAPER)
-	eval "$$($(BIN)/minirepro env)" && MINIREPRO_OUT=$(CURDIR)/build/test-runs $(BIN)/pytest nbs/papers/$(PAPER).ipynb \
-	    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
+	eval "$$($(BIN)/minirepro env)" && MINIREPRO_OUT=$(CURDIR)/build/test-runs $(BIN)/pytest nbs/papers/$(PAPER).ipynb $(NBVAL)
 	$(BIN)/minirepro verify $(PAPER) --from build/test-runs
 
 # the website, from the committed notebooks (no execution), into _build/html
