@@ -6,6 +6,7 @@ import nbformat
 import pytest
 
 from conftest import BIN, cli
+from minirepro.core.results import cpu_info
 
 
 def test_list(tiny_book):
@@ -138,6 +139,17 @@ def test_report_marks_a_full_record_made_on_the_cpu(tiny_book):
     row = next(l for l in (tiny_book/"papers"/"README.md").read_text().splitlines() if l.startswith("| I | [tiny]"))
     assert row.split(" | ")[5] == "1/1 (CPU)", row
     assert row.split(" | ")[6] == "1/1", row   # seeds at full: seed 0, every claim held
+
+
+def test_report_names_the_processor_of_the_ci_walls(tiny_book):
+    assert cli("report").returncode == 0
+    assert "processor" not in (tiny_book/"README.md").read_text()   # no ci record yet: no wall to explain
+    r = cli("run", "tiny", "--record")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert cli("report").returncode == 0
+    model = cpu_info().get("model name")
+    head = (tiny_book/"README.md").read_text().split("<!-- status:begin -->\n", 1)[1].split("\n", 1)[0]
+    assert (f"ci wall: seconds of the recorded ci run on one thread (the records' processor: {model};" in head) == bool(model), head
 
 
 def test_report_marks_a_full_record_whose_preset_has_changed(tiny_book):

@@ -260,7 +260,9 @@ def status_rows(root=None) -> list:
                 # paper.yaml's full preset has changed since this run: its verdict is not the current design's
                 if r.get("preset") != rec.get("scales", {}).get("full"): notes.append("older preset")
                 if notes: row[scale] += f" ({', '.join(notes)})"
-            if scale == "ci": row["ci_wall_s"] = r["wall_s"] if r else None
+            if scale == "ci":
+                row["ci_wall_s"] = r["wall_s"] if r else None
+                row["ci_cpu"] = ((r.get("provenance") or {}).get("cpu") or {}).get("model name") if r else None
         for scale in ("ci", "full"):
             ss = seed_summary(s, scale, root) if s in have else None
             row[f"{scale}_seeds"] = f"{ss[0]}/{ss[1]}" if ss else None
@@ -274,7 +276,9 @@ def status_markdown(rows, link: str = "nbs/papers/{slug}.ipynb") -> str:
            "(ci: CPU, one thread, seed 0; full: one GPU, or one CPU thread where marked, seed 0; 'older preset': the full "
            "run used a preset that paper.yaml has changed since). Seeds: the recorded seeds (ci: 0-4; full: 0 and any others "
            "run so far) at which every claim held. "
-           "'-' means not recorded yet.", "",
+           + (f"ci wall: seconds of the recorded ci run on one thread (the records' processor: {'; '.join(cpus)}; a "
+              "slower one takes longer). " if (cpus := sorted({r["ci_cpu"] for r in done if r.get("ci_cpu")})) else "")
+           + "'-' means not recorded yet.", "",
            "| part | paper | fidelity | claims ci | seeds ci | claims full | seeds full | ci wall (s) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         name = f"[{r['slug']}]({link.format(slug=r['slug'])}): {r['title']}" if r["chapter"] else f"{r['slug']}: {r['title']}"
