@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from minirepro.core.retrieval import CrossEncoder, Ensemble, rerank
-from minirepro.papers.margin_mse import (LOSSES, DotEncoder, LateInteraction, dense_retrieval,
+from minirepro.papers.margin_mse import (LOSSES, DotEncoder, LateInteraction, dense_retrieval, pair_scores,
                                          evaluate, fact_ranking, judgments, make_triples, ranking_loss,
                                          score_triples, train_ranker)
 
@@ -58,6 +58,17 @@ def test_architectures_score_pairs():
     assert torch.allclose(late(q, d), torch.stack([(Q[i] @ D[i].T).max(1).values.sum() for i in range(4)]), atol=1e-5)
     e = Ensemble([dot, dot])
     assert torch.allclose(e(q, d), dot(q, d))
+
+
+def test_pair_scores_are_the_scores_of_both_pairs(C):
+    # the students encode each query once and both passages in one batch; an ensemble or cross-encoder gets one call
+    V = len(C.vocab) + 1
+    q, dp, dn = C.queries[:6], C.docs[:6], C.docs[10:16]
+    torch.manual_seed(0)
+    for model in (DotEncoder(V, 16, 1), LateInteraction(V, 16, 1), Ensemble([CrossEncoder(V, 16, 1), CrossEncoder(V, 16, 1)])):
+        model.eval()
+        sp, sn = pair_scores(model, q, dp, dn)
+        assert torch.allclose(sp, model(q, dp), atol=1e-5) and torch.allclose(sn, model(q, dn), atol=1e-5), type(model)
 
 
 def test_triples_use_judged_positives_and_other_candidates(C):

@@ -16,8 +16,8 @@ from ..core.repro import training_steps
 from ..core.retrieval import BM25, CrossEncoder, Ensemble, TokenEncoder, exact_search, ir_metrics, pseudo_words, rerank
 
 # %% auto #0
-__all__ = ['LOSSES', 'METRICS', 'FactRanking', 'fact_ranking', 'DotEncoder', 'LateInteraction', 'make_triples', 'ranking_loss',
-           'score_triples', 'train_ranker', 'judgments', 'dense_retrieval', 'evaluate']
+__all__ = ['LOSSES', 'METRICS', 'FactRanking', 'fact_ranking', 'DotEncoder', 'LateInteraction', 'make_triples', 'pair_scores',
+           'ranking_loss', 'score_triples', 'train_ranker', 'judgments', 'dense_retrieval', 'evaluate']
 
 # %% ../../../nbs/papers/margin-mse.ipynb #95af1e60
 @dataclass
@@ -73,6 +73,11 @@ class DotEncoder(nn.Module):
     def embed(self, ids: torch.Tensor) -> torch.Tensor: return self.enc(ids).mean(1)
     def forward(self, q: torch.Tensor, d: torch.Tensor) -> torch.Tensor: return (self.embed(q) * self.embed(d)).sum(-1)
 
+    def pair_scores(self, q: torch.Tensor, dp: torch.Tensor, dn: torch.Tensor):
+        "The scores of (q, dp) and (q, dn), encoding each query once and both passages in one batch."
+        eq, ed = self.embed(q), self.embed(torch.cat([dp, dn]))
+        return (eq * ed[:len(q)]).sum(-1), (eq * ed[len(q):]).sum(-1)
+
 class LateInteraction(nn.Module):
     "ColBERT-style: per-token vectors of query and passage, score = sum over query tokens of the best passage-token match."
     def __init__(self, vocab_size: int, d: int = 64, layers: int = 2, dim: int = 32):
@@ -80,8 +85,14 @@ class LateInteraction(nn.Module):
         self.enc, self.proj = TokenEncoder(vocab_size, d, layers), nn.Linear(d, dim)
 
     def forward(self, q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        Q, D = self.proj(self.enc(q)), self.proj(self.enc(d))
-        return torch.einsum("bqe,bde->bqd", Q, D).max(-1).values.sum(-1)
+        return self._late(self.proj(self.enc(q)), self.proj(self.enc(d)))
+
+    def _late(self, Q, D): return torch.einsum("bqe,bde->bqd", Q, D).max(-1).values.sum(-1)
+
+    def pair_scores(self, q: torch.Tensor, dp: torch.Tensor, dn: torch.Tensor):
+        "The scores of (q, dp) and (q, dn), encoding each query once and both passages in one batch."
+        Q, D = self.proj(self.enc(q)), self.proj(self.enc(torch.cat([dp, dn])))
+        return self._late(Q, D[:len(q)]), self._late(Q, D[len(q):])
 
 # %% ../../../nbs/papers/margin-mse.ipynb #2d389c91
 LOSSES = ("labels", "pointwise-mse", "margin-mse")
@@ -94,6 +105,13 @@ def make_triples(C: FactRanking, queries, cands: dict, n: int, g: torch.Generato
         neg = [d for d in cands[q] if d != C.judged[q]]
         rows.append((q, int(C.judged[q]), int(neg[int(torch.randint(len(neg), (1,), generator=g))])))
     return torch.tensor(rows)
+
+def pair_scores(model, q: torch.Tensor, dp: torch.Tensor, dn: torch.Tensor):
+    """`model`'s scores of (q, dp) and (q, dn) for a batch of triples: through the model's own `pair_scores` where it
+    has one (the students encode each query once), else one call on both pairs stacked (a cross-encoder, an ensemble)."""
+    if hasattr(model, "pair_scores"): return model.pair_scores(q, dp, dn)
+    s = model(torch.cat([q, q]), torch.cat([dp, dn]))
+    return s[:len(q)], s[len(q):]
 
 def ranking_loss(kind: str, sp, sn, tp=None, tn=None) -> torch.Tensor:
     "labels: softplus(s- - s+) (RankNet on the binary labels); pointwise-mse: match t+ and t-; margin-mse: match t+ - t-."
@@ -108,8 +126,8 @@ def score_triples(model, C: FactRanking, triples: torch.Tensor, batch: int = 102
     model.eval()
     dev, out = next(model.parameters()).device, []
     for t in triples.split(batch):
-        q = C.queries[t[:, 0]].to(dev)
-        out.append(torch.stack([model(q, C.docs[t[:, 1]].to(dev)), model(q, C.docs[t[:, 2]].to(dev))], 1).cpu())
+        sp, sn = pair_scores(model, C.queries[t[:, 0]].to(dev), C.docs[t[:, 1]].to(dev), C.docs[t[:, 2]].to(dev))
+        out.append(torch.stack([sp, sn], 1).cpu())
     model.train()
     return torch.cat(out)
 
@@ -127,8 +145,7 @@ def train_ranker(model, C: FactRanking, triples: torch.Tensor, loss: str, steps:
         if at + batch > len(perm): perm, at = torch.randperm(len(triples), generator=g), 0
         idx = perm[at:at + batch]; at += batch
         t = triples[idx]
-        q = C.queries[t[:, 0]].to(dev)
-        sp, sn = model(q, C.docs[t[:, 1]].to(dev)), model(q, C.docs[t[:, 2]].to(dev))
+        sp, sn = pair_scores(model, C.queries[t[:, 0]].to(dev), C.docs[t[:, 1]].to(dev), C.docs[t[:, 2]].to(dev))
         tp, tn = ((teacher_scores[idx, 0].to(dev), teacher_scores[idx, 1].to(dev)) if teacher_scores is not None
                   else (None, None))
         l = ranking_loss(loss, sp, sn, tp, tn)
