@@ -269,6 +269,17 @@ def status_rows(root=None) -> list:
         rows.append(row)
     return rows
 
+def _walls_note(done: list) -> str:
+    "What the ci wall column measured: the processor(s) the ci records were made on (a slower one takes longer)."
+    by_cpu = {}
+    for r in done:
+        if r.get("ci_cpu"): by_cpu.setdefault(r["ci_cpu"], []).append(r["slug"])
+    if not by_cpu: return ""
+    if len(by_cpu) == 1: where = f"the records' processor: {next(iter(by_cpu))}"
+    else: where = "the processor of each record: " + "; ".join(
+        f"{cpu}: {', '.join(s) if len(s) <= 3 else f'{len(s)} chapters'}" for cpu, s in sorted(by_cpu.items(), key=lambda kv: -len(kv[1])))
+    return f"ci wall: seconds of the recorded ci run on one thread ({where}; a slower processor takes longer). "
+
 def status_markdown(rows, link: str = "nbs/papers/{slug}.ipynb") -> str:
     "The status table as Markdown; `link` is where a written chapter's name points (a format string of `slug`)."
     done = [r for r in rows if r["chapter"]]
@@ -276,8 +287,7 @@ def status_markdown(rows, link: str = "nbs/papers/{slug}.ipynb") -> str:
            "(ci: CPU, one thread, seed 0; full: one GPU, or one CPU thread where marked, seed 0; 'older preset': the full "
            "run used a preset that paper.yaml has changed since). Seeds: the recorded seeds (ci: 0-4; full: 0 and any others "
            "run so far) at which every claim held. "
-           + (f"ci wall: seconds of the recorded ci run on one thread (the records' processor: {'; '.join(cpus)}; a "
-              "slower one takes longer). " if (cpus := sorted({r["ci_cpu"] for r in done if r.get("ci_cpu")})) else "")
+           + _walls_note(done)
            + "'-' means not recorded yet.", "",
            "| part | paper | fidelity | claims ci | seeds ci | claims full | seeds full | ci wall (s) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
