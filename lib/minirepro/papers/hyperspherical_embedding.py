@@ -69,7 +69,8 @@ def train_encoder(loss: str, X: torch.Tensor, y: torch.Tensor, P, seed: int = 0)
             for _ in range(len(y) // per_episode):
                 picks = [idx[torch.randperm(len(idx), generator=g)[:2 * P.proto_shot]] for idx in by_class]
                 support = torch.cat([p[:P.proto_shot] for p in picks]); query = torch.cat([p[P.proto_shot:] for p in picks])
-                out = prototypical_loss(enc(X[support.to(dev)]), enc(X[query.to(dev)]), P.proto_shot)
+                z = enc(X[torch.cat([support, query]).to(dev)])   # support and query images in one batch
+                out = prototypical_loss(z[:len(support)], z[len(support):], P.proto_shot)
                 opt.zero_grad(); out.backward(); opt.step()
             continue
         order = torch.randperm(len(y), generator=g).to(dev)
