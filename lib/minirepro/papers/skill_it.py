@@ -114,7 +114,7 @@ def train_schedule(schedule, k: int, steps: int, batch: int, lr: float, seed: in
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     model = model if model is not None else LegoEncoder(d, layers, heads)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)   # one kernel for all updates
     every = max(1, steps // checkpoints)
     losses, curve, shares = [], [], np.zeros(k)
     for step in range(steps):
@@ -149,7 +149,7 @@ def examples_to_accuracy(skills: list, target: int, k: int, batch: int, lr: floa
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     model = LegoEncoder(**model_kw)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)   # one kernel for all updates
     pool = torch.tensor(skills)
     for step in range(1, cap + 1):
         ex = lego_examples(pool[torch.randint(len(pool), (batch,), generator=g)], k, g)
