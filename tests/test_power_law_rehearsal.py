@@ -47,20 +47,41 @@ def test_rehearsal_set_draws_from_earlier_tasks_only(tasks):
     assert len(rehearsal_set(tasks, 3, "none", 400, g)[0]) == 0 and len(rehearsal_set(tasks, 0, "uniform", 400, g)[0]) == 0
 
 
-def test_ewc_fisher_and_penalty(tasks):
+def test_ewc_fisher_is_the_mean_squared_per_example_gradient(tasks):
+    m = mlp(12, 8, 3, seed=0)
+    x, y = tasks[0]["x_train"], tasks[0]["y_train"]
+    fisher = EWC.fisher(m, x, y, chunk=7)
+    sq = [torch.zeros_like(p) for p in m.parameters()]
+    for xi, yi in zip(x, y):   # one example at a time, by hand
+        m.zero_grad(); torch.nn.functional.cross_entropy(m(xi[None]), yi[None]).backward()
+        for s, p in zip(sq, m.parameters()): s += p.grad ** 2
+    assert len(fisher) == len(sq) == 6
+    for f, s in zip(fisher, sq): assert f.shape == s.shape and torch.allclose(f, s / 90, rtol=1e-5, atol=1e-9)
+    assert all(float(f.sum()) > 0 for f in fisher)
+    with pytest.raises(ValueError, match="nn.Linear"): EWC.fisher(torch.nn.Sequential(torch.nn.Linear(12, 3), torch.nn.LayerNorm(3)), x, y)
+
+
+def test_ewc_penalty_is_the_sum_of_the_tasks_quadratics(tasks):
     m = mlp(12, 8, 3, seed=0)
     reg = EWC(5.0)
     assert float(reg.penalty(m).detach()) == 0.0
     reg.consolidate(m, tasks[0]["x_train"], tasks[0]["y_train"], chunk=7)
-    fisher, weights = reg.terms[0]
-    # the Fisher is the mean of squared per-example gradients: check one parameter by hand
-    g2 = torch.zeros_like(next(m.parameters()))
-    for xi, yi in zip(tasks[0]["x_train"], tasks[0]["y_train"]):
-        m.zero_grad(); torch.nn.functional.cross_entropy(m(xi[None]), yi[None]).backward(); g2 += next(m.parameters()).grad ** 2
-    assert torch.allclose(fisher[0], g2 / 90, atol=1e-6)
-    assert float(reg.penalty(m).detach()) == 0.0   # at the consolidated weights
-    with torch.no_grad(): next(m.parameters()).add_(0.1)
-    assert float(reg.penalty(m).detach()) == pytest.approx(5.0 / 2 * 0.01 * float(fisher[0].sum()), rel=1e-4)
+    assert float(reg.penalty(m).detach()) == pytest.approx(0.0, abs=1e-9)   # at the consolidated weights
+    terms = [(EWC.fisher(m, tasks[0]["x_train"], tasks[0]["y_train"]), [p.detach().clone() for p in m.parameters()])]
+    for t in (1, 2):   # move the weights, consolidate on the next task
+        with torch.no_grad():
+            for p in m.parameters(): p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(t)))
+        terms.append((EWC.fisher(m, tasks[t]["x_train"], tasks[t]["y_train"]), [p.detach().clone() for p in m.parameters()]))
+        reg.consolidate(m, tasks[t]["x_train"], tasks[t]["y_train"])
+    with torch.no_grad():
+        for p in m.parameters(): p.add_(0.1)
+    p_now = [p.detach().clone().requires_grad_() for p in m.parameters()]
+    direct = 5.0 / 2 * sum((f * (p - w) ** 2).sum() for fisher, weights in terms for f, p, w in zip(fisher, p_now, weights))
+    assert reg.tasks == 3 and float(reg.penalty(m).detach()) == pytest.approx(float(direct.detach()), rel=1e-4)
+    # the same gradients as the sum over tasks
+    g_direct = torch.autograd.grad(direct, p_now)
+    g_reg = torch.autograd.grad(reg.penalty(m), list(m.parameters()))
+    for a, b in zip(g_reg, g_direct): assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
 
 
 def test_rehearsal_reduces_forgetting(tasks):

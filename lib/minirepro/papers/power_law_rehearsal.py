@@ -9,7 +9,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, grad, vmap
+from torch import nn
 
 from ..core.train import mlp
 
@@ -48,24 +48,56 @@ def rehearsal_set(tasks: list, t: int, kind: str, R: int, g: torch.Generator, al
     return torch.cat(xs), torch.cat(ys)
 
 class EWC:
-    "Online elastic weight consolidation: a sum over past tasks of Fisher-weighted squared moves from their weights."
+    """Online elastic weight consolidation: a sum over past tasks t of Fisher-weighted squared moves from their weights,
+    sum_t F_t (p - w_t)^2. It is kept as one quadratic per parameter, A (p - m)^2 + c with A = sum_t F_t and
+    m = sum_t F_t w_t / A (the same function of p, so the same gradients), so a step costs the same after fifty tasks
+    as after one."""
     def __init__(self, strength: float):
-        self.strength, self.terms = strength, []
+        self.strength, self.tasks = strength, 0
+        self.A = self.m = None
+        self.c = 0.0
+
+    @staticmethod
+    def fisher(model, x, y, chunk: int = 256) -> list:
+        """The diagonal empirical Fisher of an MLP (an `nn.Sequential` whose parameters all sit in `nn.Linear` layers)
+        on (x, y): for each parameter, the mean squared per-example gradient. A linear layer's gradient for one example
+        is the outer product of the gradient at its output and its input, so the sum of their squares over a batch is
+        one matrix product of the squares: no per-example gradient is ever stored."""
+        linears = [layer for layer in model if isinstance(layer, nn.Linear)] if isinstance(model, nn.Sequential) else []
+        own = [p for layer in linears for p in layer.parameters()]
+        if not linears or len(own) != len(list(model.parameters())):
+            raise ValueError("EWC.fisher needs an nn.Sequential whose parameters all belong to nn.Linear layers")
+        sq = {id(p): torch.zeros_like(p) for p in own}
+        for i in range(0, len(y), chunk):
+            h, ins, outs = x[i:i + chunk], [], []
+            for layer in model:
+                if isinstance(layer, nn.Linear): ins.append(h); h = layer(h); outs.append(h)
+                else: h = layer(h)
+            deltas = torch.autograd.grad(F.cross_entropy(h, y[i:i + chunk], reduction="sum"), outs)
+            for layer, a, d in zip(linears, ins, deltas):
+                d2 = d.detach() ** 2
+                sq[id(layer.weight)] += d2.T @ a.detach() ** 2
+                if layer.bias is not None: sq[id(layer.bias)] += d2.sum(0)
+        return [sq[id(p)] / len(y) for p in model.parameters()]
 
     def consolidate(self, model, x, y, chunk: int = 256):
-        "Add the diagonal (empirical) Fisher of `model` on (x, y) at its current weights: the mean squared per-example gradient."
-        params = {k: v.detach() for k, v in model.named_parameters()}
-        def loss_one(p, xi, yi): return F.cross_entropy(functional_call(model, p, (xi[None],)), yi[None])
-        per_example = vmap(grad(loss_one), in_dims=(None, 0, 0))
-        fisher = {k: torch.zeros_like(v) for k, v in params.items()}
-        for i in range(0, len(y), chunk):
-            for k, gk in per_example(params, x[i:i + chunk], y[i:i + chunk]).items(): fisher[k] += (gk ** 2).sum(0)
-        self.terms.append(([fisher[k] / len(y) for k, _ in model.named_parameters()], [v.clone() for v in params.values()]))
+        "Add the Fisher of `model` on (x, y), anchored at its current weights, to the quadratic."
+        fisher, weights = self.fisher(model, x, y, chunk), [p.detach().clone() for p in model.parameters()]
+        if self.A is None:
+            self.A, self._Fw, self._Fww = ([torch.zeros_like(w, dtype=torch.float64) for w in weights] for _ in range(3))
+        for A, Fw, Fww, f, w in zip(self.A, self._Fw, self._Fww, fisher, weights):
+            f, w = f.double(), w.double()
+            A += f; Fw += f * w; Fww += f * w * w
+        self.m = [torch.where(A > 0, Fw / A.clamp_min(1e-300), 0.0).float() for A, Fw in zip(self.A, self._Fw)]
+        self.c = float(sum((Fww - torch.where(A > 0, Fw * Fw / A.clamp_min(1e-300), 0.0)).sum()
+                           for A, Fw, Fww in zip(self.A, self._Fw, self._Fww)))
+        self._A32 = [A.float() for A in self.A]
+        self.tasks += 1
 
     def penalty(self, model) -> torch.Tensor:
-        if not self.terms or not self.strength: return torch.zeros(())
-        return self.strength / 2 * sum((f * (p - w) ** 2).sum() for fisher, weights in self.terms
-                                       for f, p, w in zip(fisher, model.parameters(), weights))
+        if not self.tasks or not self.strength: return torch.zeros(())
+        return self.strength / 2 * (sum((A * (p - m) ** 2).sum() for A, p, m in zip(self._A32, model.parameters(), self.m))
+                                    + self.c)
 
 # %% ../../../nbs/papers/power-law-rehearsal.ipynb #8b797454
 @torch.no_grad()
