@@ -54,7 +54,8 @@ class EWC:
     as after one."""
     def __init__(self, strength: float):
         self.strength, self.tasks = strength, 0
-        self.A = self.m = None
+        self._A = self._Fw = self._Fww = None   # float64 sums over the tasks: F, F w, F w^2
+        self.A = self.m = None                 # the quadratic's weights and centres (float32), and its constant
         self.c = 0.0
 
     @staticmethod
@@ -83,20 +84,20 @@ class EWC:
     def consolidate(self, model, x, y, chunk: int = 256):
         "Add the Fisher of `model` on (x, y), anchored at its current weights, to the quadratic."
         fisher, weights = self.fisher(model, x, y, chunk), [p.detach().clone() for p in model.parameters()]
-        if self.A is None:
-            self.A, self._Fw, self._Fww = ([torch.zeros_like(w, dtype=torch.float64) for w in weights] for _ in range(3))
-        for A, Fw, Fww, f, w in zip(self.A, self._Fw, self._Fww, fisher, weights):
+        if self._A is None:
+            self._A, self._Fw, self._Fww = ([torch.zeros_like(w, dtype=torch.float64) for w in weights] for _ in range(3))
+        for A, Fw, Fww, f, w in zip(self._A, self._Fw, self._Fww, fisher, weights):
             f, w = f.double(), w.double()
             A += f; Fw += f * w; Fww += f * w * w
-        self.m = [torch.where(A > 0, Fw / A.clamp_min(1e-300), 0.0).float() for A, Fw in zip(self.A, self._Fw)]
+        self.A = [A.float() for A in self._A]
+        self.m = [torch.where(A > 0, Fw / A.clamp_min(1e-300), 0.0).float() for A, Fw in zip(self._A, self._Fw)]
         self.c = float(sum((Fww - torch.where(A > 0, Fw * Fw / A.clamp_min(1e-300), 0.0)).sum()
-                           for A, Fw, Fww in zip(self.A, self._Fw, self._Fww)))
-        self._A32 = [A.float() for A in self.A]
+                           for A, Fw, Fww in zip(self._A, self._Fw, self._Fww)))
         self.tasks += 1
 
     def penalty(self, model) -> torch.Tensor:
         if not self.tasks or not self.strength: return torch.zeros(())
-        return self.strength / 2 * (sum((A * (p - m) ** 2).sum() for A, p, m in zip(self._A32, model.parameters(), self.m))
+        return self.strength / 2 * (sum((A * (p - m) ** 2).sum() for A, p, m in zip(self.A, model.parameters(), self.m))
                                     + self.c)
 
 # %% ../../../nbs/papers/power-law-rehearsal.ipynb #8b797454
