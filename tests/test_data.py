@@ -246,3 +246,22 @@ def test_a_fixed_corpus_is_sampled_by_mixture():
     assert 0.72 < float(which.float().mean()) < 0.78
     rows = {tuple(r) for r in corpus.reshape(100, 6).tolist()}
     assert all(tuple(r) in rows for r in ids.tolist()) and all((r[0] >= 4) == bool(w) for r, w in zip(ids.tolist(), which.tolist()))
+
+
+def test_padded_operands_fix_positions_and_keep_answers():
+    assert arithmetic_example(7, 35, "+", "plain", pad=3).prompt == "$007+035="
+    assert arithmetic_example(7, 35, "+", "reverse", pad=3).answer == "24#"
+    padded = make_task("addition", digits=3, n_train=200, n_test=50, fmt="reverse", seed=1, pad=True)
+    plain = make_task("addition", digits=3, n_train=200, n_test=50, fmt="reverse", seed=1)
+    assert {len(e.prompt) for e in padded.train + padded.test} == {9}
+    assert [e.answer for e in padded.test] == [e.answer for e in plain.test]
+    assert [int(e.prompt[1:4]) + int(e.prompt[5:8]) for e in padded.test] == [padded.parse(e.answer) for e in padded.test]
+
+
+def test_teaching_arithmetic_names_its_architectures():
+    from minirepro.papers.teaching_arithmetic import train_arm
+    task = make_task("addition", n_train=10, n_test=5, pad=True)
+    with pytest.raises(ValueError, match="rnn.*gpt, llama"):
+        train_arm(task, 16, 1, 2, 1, 4, 1e-3, 0, arch="rnn")
+    r = train_arm(task, 16, 1, 2, 2, 4, 1e-3, 0, eval_every=1, eval_n=2, arch="gpt")
+    assert len(r["correct"]) == 5 and len(r["curve"]) == 2 and r["params"] > 0

@@ -5,7 +5,7 @@ import torch
 
 from minirepro.core.assets import gpt2_tokenizer
 from minirepro.core.lm import (char_tokenizer, continuation_logprobs, generate, n_params, pad_batch,
-                               sequence_logprobs, tiny_llama, token_logprobs, word_tokenizer)
+                               sequence_logprobs, tiny_gpt, tiny_llama, token_logprobs, word_tokenizer)
 from minirepro.core.train import sft_encode, train
 
 torch.set_num_threads(1)
@@ -51,22 +51,37 @@ def test_tiny_llama_shape_and_seed():
     assert n_params(m) == n_params(m, trainable_only=False) > 0
 
 
-def _memorised(texts, steps=200):
+def test_tiny_gpt_shape_seed_and_positions():
+    tok = char_tokenizer(ALPHA)
+    m = tiny_gpt(len(tok), d=32, layers=2, heads=4, ctx=16, tok=tok, seed=3)
+    assert m.config.n_layer == 2 and m.config.n_embd == 32 and m.config.pad_token_id == tok.pad_token_id
+    assert m(input_ids=torch.tensor([[4, 5, 6]])).logits.shape == (1, 3, len(tok))
+    assert torch.equal(m.transformer.wte.weight, tiny_gpt(len(tok), d=32, layers=2, heads=4, ctx=16, tok=tok, seed=3).transformer.wte.weight)
+    # learned absolute positions: the same tokens at other positions give other outputs
+    ids = torch.tensor([[4, 5, 6]])
+    a = m(input_ids=ids).logits[0, -1]
+    b = m(input_ids=ids, position_ids=torch.tensor([[3, 4, 5]])).logits[0, -1]
+    assert not torch.allclose(a, b)
+    assert tiny_gpt(len(tok), d=32, ctx=16, dropout=0.2).config.resid_pdrop == 0.2
+
+
+def _memorised(texts, steps=200, factory=tiny_llama):
     tok = char_tokenizer(ALPHA)
     prompts, answers = [t.split("=")[0] + "=" for t in texts], [t.split("=")[1] for t in texts]
-    m = tiny_llama(len(tok), d=48, layers=2, heads=4, ctx=32, tok=tok, seed=0)
+    m = factory(len(tok), d=48, layers=2, heads=4, ctx=32, tok=tok, seed=0)
     h = train(m, sft_encode(tok, prompts, answers), steps=steps, batch_size=len(texts), lr=1e-2, seed=0, progress=False)
     return tok, m, prompts, answers, h
 
 
-def test_a_model_overfits_a_tiny_batch_and_generation_stops():
+@pytest.mark.parametrize("factory", [tiny_llama, tiny_gpt])
+def test_a_model_overfits_a_tiny_batch_and_generation_stops(factory):
     texts = ["$1+2=3#", "$10+5=15#", "$7+7=14#", "$99+1=100#"]
-    tok, m, prompts, answers, h = _memorised(texts)
+    tok, m, prompts, answers, h = _memorised(texts, factory=factory)
     assert h.losses[-1] < 0.02
     out = generate(m, tok, prompts, max_new_tokens=10, stop="#")
     assert out == [a.rstrip("#") for a in answers]  # the stop string ends the answer and is cut off
     assert generate(m, tok, prompts, max_new_tokens=1) == [a[0] for a in answers]  # max_new_tokens is respected
-    # batching and prompt order do not change greedy answers
+    # batching, left padding and prompt order do not change greedy answers (positions count from each prompt's start)
     assert generate(m, tok, prompts[::-1], max_new_tokens=10, stop="#", batch_size=1) == out[::-1]
     # sampling is seeded
     s1 = generate(m, tok, prompts, max_new_tokens=6, do_sample=True, temperature=2.0, seed=1)

@@ -94,15 +94,16 @@ def _mul_steps(a: int, b: int, detailed: bool) -> str:
         parts.append(f"{a}*{int(d) * 10 ** i}={p}" if detailed else str(total))
     return ",".join(parts)
 
-def arithmetic_example(a: int, b: int, op: str = "+", fmt: str = "plain") -> Example:
-    "The example `$a<op>b=` -> answer in format `fmt` (see the table above)."
+def arithmetic_example(a: int, b: int, op: str = "+", fmt: str = "plain", pad: int = 0) -> Example:
+    """The example `$a<op>b=` -> answer in format `fmt` (see the table above); `pad` > 0 writes each operand with
+    leading zeros to `pad` digits, so that every digit of a problem sits at the same position."""
     if fmt not in ARITH_FORMATS: raise UnknownName("format", fmt, ARITH_FORMATS)
     if op not in "+*": raise UnknownName("operation", op, ["+", "*"])
     c = a + b if op == "+" else a * b
     if fmt == "plain": ans = str(c)
     elif fmt == "reverse": ans = str(c)[::-1]
     else: ans = (_add_steps if op == "+" else _mul_steps)(a, b, fmt == "detailed") + "|" + str(c)
-    return Example(f"${a}{op}{b}=", ans + "#")
+    return Example(f"${a:0{pad}d}{op}{b:0{pad}d}=", ans + "#")
 
 def parse_arithmetic(text: str, fmt: str = "plain"):
     "The integer a generated answer states (after the scratchpad, un-reversed), or None when it states none."
@@ -111,14 +112,15 @@ def parse_arithmetic(text: str, fmt: str = "plain"):
     return int(s) if s.isdigit() else None
 
 def _arith(op):
-    def gen(digits: int = 3, n_train: int = 1000, n_test: int = 500, fmt: str = "plain", seed: int = 0) -> Task:
+    def gen(digits: int = 3, n_train: int = 1000, n_test: int = 500, fmt: str = "plain", seed: int = 0,
+            pad: bool = False) -> Task:
         space = 10 ** (2 * digits)
         if n_train + n_test > space: raise ValueError(f"only {space} distinct {digits}-digit pairs exist")
         idx = random.Random(f"arith{op}{digits}-{seed}").sample(range(space), n_test + n_train)
         pairs = [divmod(i, 10 ** digits) for i in idx]
-        ex = [arithmetic_example(a, b, op, fmt) for a, b in pairs]
+        ex = [arithmetic_example(a, b, op, fmt, digits if pad else 0) for a, b in pairs]
         return Task(name="addition" if op == "+" else "multiplication", train=ex[n_test:], test=ex[:n_test],
-                    alphabet=ARITH_ALPHABET, params=dict(digits=digits, n_train=n_train, n_test=n_test, fmt=fmt, seed=seed),
+                    alphabet=ARITH_ALPHABET, params=dict(digits=digits, n_train=n_train, n_test=n_test, fmt=fmt, seed=seed, pad=pad),
                     parse=lambda t: parse_arithmetic(t, fmt))
     return gen
 

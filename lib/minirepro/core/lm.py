@@ -16,13 +16,13 @@ warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto without ipy
 import torch
 import torch.nn.functional as F
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 hf_logging.set_verbosity_error()  # transformers' advisory warnings would otherwise land in every chapter's output
 
 # %% auto #0
-__all__ = ['SPECIALS', 'char_tokenizer', 'word_tokenizer', 'tiny_llama', 'n_params', 'VectorLM', 'NGramLM', 'lm_loss',
+__all__ = ['SPECIALS', 'char_tokenizer', 'word_tokenizer', 'tiny_llama', 'tiny_gpt', 'n_params', 'VectorLM', 'NGramLM', 'lm_loss',
            'mean_lm_loss', 'generate', 'token_logprobs', 'sequence_logprobs', 'pad_batch', 'continuation_logprobs']
 
 # %% ../../../nbs/core/lm.ipynb #4c239762
@@ -67,6 +67,17 @@ def tiny_llama(vocab_size: int, d: int = 128, layers: int = 2, heads: int = 4, c
                       tie_word_embeddings=tie, attn_implementation="sdpa", **ids)
     if seed is not None: torch.manual_seed(seed)
     return LlamaForCausalLM(cfg)
+
+def tiny_gpt(vocab_size: int, d: int = 128, layers: int = 2, heads: int = 4, ctx: int = 64, ffn: int = None,
+             tok=None, dropout: float = 0.0, seed: int = None) -> GPT2LMHeadModel:
+    """A small `GPT2LMHeadModel` (NanoGPT's architecture: learned absolute positions, tied embeddings) with the same
+    arguments as `tiny_llama`; `dropout` applies to embeddings, attention and residual branches."""
+    ids = {}
+    if tok is not None: ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    cfg = GPT2Config(vocab_size=vocab_size, n_embd=d, n_inner=ffn or 4 * d, n_layer=layers, n_head=heads, n_positions=ctx,
+                     resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout, attn_implementation="sdpa", **ids)
+    if seed is not None: torch.manual_seed(seed)
+    return GPT2LMHeadModel(cfg)
 
 def n_params(model: torch.nn.Module, trainable_only: bool = True) -> int:
     "Number of (trainable) parameters."

@@ -7,11 +7,14 @@ from __future__ import annotations
 import torch
 
 from ..core.data import Task, make_task, parse_arithmetic
-from ..core.lm import char_tokenizer, generate, n_params, tiny_llama
+from ..core.lm import char_tokenizer, generate, n_params, tiny_gpt, tiny_llama
+from ..core.repro import UnknownName
 from ..core.train import sft_encode, train
 
+ARCHS = {"gpt": tiny_gpt, "llama": tiny_llama}   # learned absolute positions (NanoGPT's) or rotary ones
+
 # %% auto #0
-__all__ = ['carries', 'train_arm']
+__all__ = ['ARCHS', 'carries', 'train_arm']
 
 # %% ../../../nbs/papers/teaching-arithmetic.ipynb #323731b5
 def carries(a: int, b: int) -> int:
@@ -23,12 +26,15 @@ def carries(a: int, b: int) -> int:
     return n
 
 def train_arm(task: Task, d: int, layers: int, heads: int, steps: int, batch: int, lr: float, seed: int, beta2: float = 0.99,
-              warmup: float = 0.1, weight_decay: float = 0.1, eval_every: int = 200, eval_n: int = 200, device="cpu") -> dict:
-    "Train a fresh tiny Llama on `task`'s answers and score it; returns accuracy, per-example correctness and the eval curve."
+              warmup: float = 0.1, weight_decay: float = 0.1, eval_every: int = 200, eval_n: int = 200, device="cpu",
+              arch: str = "gpt") -> dict:
+    """Train a fresh tiny transformer (`arch`: "gpt" or "llama") on `task`'s answers and score it; returns accuracy,
+    per-example correctness and the eval curve."""
+    if arch not in ARCHS: raise UnknownName("architecture", arch, ARCHS)
     tok = char_tokenizer(task.alphabet)
     data = sft_encode(tok, [e.prompt for e in task.train], [e.answer for e in task.train])
     ctx = int(data["input_ids"].shape[1]) + 8
-    model = tiny_llama(len(tok), d=d, layers=layers, heads=heads, ctx=ctx, tok=tok, seed=seed).to(device)
+    model = ARCHS[arch](len(tok), d=d, layers=layers, heads=heads, ctx=ctx, tok=tok, seed=seed).to(device)
     max_new = max(len(e.answer) for e in task.test) + 2
     probe = task.test[:eval_n]
     answer = lambda m, exs: generate(m, tok, [e.prompt for e in exs], max_new_tokens=max_new, stop=task.stop)
