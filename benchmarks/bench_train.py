@@ -1,8 +1,9 @@
 """Training throughput of minirepro's trainer + LM against a minimal pure-PyTorch causal transformer.
 
 One run on one machine, one torch thread: for each ci shape, the tokens/s of `minirepro.core.train.train` on a
-`tiny_llama` and of a hand-written model of identical shape and parameter count (RMSNorm, rotary positions, SwiGLU,
-tied embeddings, PyTorch SDPA) in a bare loop with the same optimizer, schedule and clipping; the machine's fp32
+`tiny_llama` (or a `tiny_gpt`) and of a hand-written model of identical shape and parameter count (RMSNorm, rotary
+positions, SwiGLU; or NanoGPT's LayerNorm, learned positions, GELU; tied embeddings, PyTorch SDPA) in a bare loop
+with the same optimizer, schedule and clipping; the machine's fp32
 matmul peak; and each model's achieved FLOP/s as a fraction of it. Arms alternate and the median of the repeats is
 reported. Results go to benchmarks/results.json.  Usage: python benchmarks/bench_train.py [--quick]
 """
@@ -13,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minirepro.core.lm import n_params, tiny_llama
+from minirepro.core.lm import n_params, tiny_gpt, tiny_llama
 from minirepro.core.train import lr_at, train
 from minirepro.core.results import atomic_write_json, provenance
 
@@ -75,6 +76,40 @@ class ReferenceLM(nn.Module):
         return self.norm(x) @ self.embed.weight.T  # tied output projection
 
 
+# ---------- the other reference: NanoGPT (GPT-2's block: LayerNorm, learned positions, GELU, biases) ----------
+class GPTBlock(nn.Module):
+    def __init__(self, d, heads, ffn):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc, self.out = nn.Linear(d, ffn), nn.Linear(ffn, d)
+
+    def forward(self, x):
+        B, T, d = x.shape
+        q, k, v = (t.view(B, T, self.heads, -1).transpose(1, 2) for t in self.qkv(self.ln1(x)).split(d, -1))
+        x = x + self.proj(F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, d))
+        return x + self.out(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+
+class ReferenceGPT(nn.Module):
+    def __init__(self, vocab, d, layers, heads, ctx, ffn):
+        super().__init__()
+        self.embed, self.pos = nn.Embedding(vocab, d), nn.Embedding(ctx, d)
+        self.blocks = nn.ModuleList(GPTBlock(d, heads, ffn) for _ in range(layers))
+        self.norm = nn.LayerNorm(d)
+        for p in self.parameters():
+            if p.dim() >= 2: nn.init.normal_(p, std=0.02)
+
+    def forward(self, idx):
+        x = self.embed(idx) + self.pos(torch.arange(idx.shape[1]))
+        for b in self.blocks: x = b(x)
+        return self.norm(x) @ self.embed.weight.T  # tied output projection
+
+
+ARCHS = {"llama": (tiny_llama, ReferenceLM, 3), "gpt": (tiny_gpt, ReferenceGPT, 2)}  # factory, reference, FFN matrices
+
+
 def reference_train(model, X, steps, batch, lr, seed, clip=1.0, wd=0.1):
     "The floor: the same AdamW groups, schedule and clipping as `train`, with nothing else in the loop."
     params = list(model.parameters())
@@ -112,9 +147,9 @@ def matmul_peak(n=1024, reps=20):
     return 2 * n ** 3 / best / 1e9
 
 
-def train_flops_per_token(vocab, d, layers, ctx, ffn):
+def train_flops_per_token(vocab, d, layers, ctx, ffn, ffn_mats=3):
     "Forward FLOPs per token (2 per multiply-add of every weight, the tied output projection, causal attention), x3 for training."
-    weights = layers * (4 * d * d + 3 * d * ffn) + vocab * d
+    weights = layers * (4 * d * d + ffn_mats * d * ffn) + vocab * d
     attention = 2 * layers * ctx * d  # QK^T and AV over on average half the context, 2 FLOPs each
     return 3 * (2 * weights + attention)
 
@@ -126,25 +161,26 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(1)
     steps, repeats = (20, 1) if a.quick else (60, 3)
-    # (name, vocab, d, layers, heads, ctx, batch): the ci shapes the book's chapters use
-    shapes = [("char LM, width 128, ctx 64, batch 64", 32, 128, 2, 4, 64, 64),
-              ("char LM, width 128, ctx 32, batch 128", 32, 128, 2, 4, 32, 128),
-              ("arithmetic chapter, width 64, ctx 16, batch 64", 21, 64, 2, 4, 16, 64)]
+    # (name, architecture, vocab, d, layers, heads, ctx, batch): the ci shapes the book's chapters use
+    shapes = [("char LM, width 128, ctx 64, batch 64", "llama", 32, 128, 2, 4, 64, 64),
+              ("char LM, width 128, ctx 32, batch 128", "llama", 32, 128, 2, 4, 32, 128),
+              ("char LM, width 64, ctx 16, batch 64", "llama", 21, 64, 2, 4, 16, 64),
+              ("arithmetic chapter (NanoGPT), width 64, ctx 16, batch 64", "gpt", 22, 64, 2, 4, 16, 64)]
     peak = matmul_peak()
     print(f"fp32 matmul peak, 1 thread: {peak:.1f} GFLOP/s")
     rows = []
-    for name, V, d, L, H, T, B in shapes:
-        ffn = 4 * d
+    for name, arch, V, d, L, H, T, B in shapes:
+        ffn, (factory, reference, ffn_mats) = 4 * d, ARCHS[arch]
         X = torch.randint(0, V, (4096, T), generator=torch.Generator().manual_seed(0))
         ours, ref = [], []
         for r in range(repeats + 1):  # the first round warms up both arms and is discarded
-            m = tiny_llama(V, d=d, layers=L, heads=H, ctx=T, ffn=ffn, seed=r)
-            base = ReferenceLM(V, d, L, H, T, ffn)
+            m = factory(V, d=d, layers=L, heads=H, ctx=T, ffn=ffn, seed=r)
+            base = reference(V, d, L, H, T, ffn)
             assert n_params(m) == n_params(base), (n_params(m), n_params(base))
             o = minirepro_train(m, X, steps, B, 1e-3, seed=r); b = reference_train(base, X, steps, B, 1e-3, seed=r)
             if r: ours.append(o); ref.append(b)
-        fpt = train_flops_per_token(V, d, L, T, ffn)
-        row = {"shape": name, "params": n_params(m), "batch": B, "ctx": T,
+        fpt = train_flops_per_token(V, d, L, T, ffn, ffn_mats)
+        row = {"shape": name, "architecture": arch, "params": n_params(m), "batch": B, "ctx": T,
                "minirepro_tokens_per_s": statistics.median(ours), "reference_tokens_per_s": statistics.median(ref)}
         row["ratio"] = row["minirepro_tokens_per_s"] / row["reference_tokens_per_s"]
         row["minirepro_peak_fraction"] = row["minirepro_tokens_per_s"] * fpt / 1e9 / peak

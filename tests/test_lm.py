@@ -63,6 +63,9 @@ def test_tiny_gpt_shape_seed_and_positions():
     b = m(input_ids=ids, position_ids=torch.tensor([[3, 4, 5]])).logits[0, -1]
     assert not torch.allclose(a, b)
     assert tiny_gpt(len(tok), d=32, ctx=16, dropout=0.2).config.resid_pdrop == 0.2
+    # GPT-2's tanh-approximated GELU, from PyTorch's fused kernel
+    x = torch.linspace(-4, 4, 101)
+    assert torch.equal(m.transformer.h[0].mlp.act(x), torch.nn.functional.gelu(x, approximate="tanh"))
 
 
 def _memorised(texts, steps=200, factory=tiny_llama):
