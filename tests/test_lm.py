@@ -42,26 +42,26 @@ def test_gpt2_tokenizer_matches_gpt2():
     assert tok.decode(tok(text)["input_ids"]) == text and len(tok) == 50257 and tok.eos_token_id == 50256
 
 
-def test_tiny_llama_shape_and_seed():
+@pytest.mark.parametrize("factory", [tiny_llama, tiny_gpt])
+def test_tiny_models_shape_and_seed(factory):
     tok = char_tokenizer(ALPHA)
-    m = tiny_llama(len(tok), d=32, layers=2, heads=4, ctx=16, tok=tok, seed=3)
+    m = factory(len(tok), d=32, layers=2, heads=4, ctx=16, tok=tok, seed=3)
     assert m.config.num_hidden_layers == 2 and m.config.hidden_size == 32 and m.config.pad_token_id == tok.pad_token_id
     assert m(input_ids=torch.tensor([[4, 5, 6]])).logits.shape == (1, 3, len(tok))
-    assert torch.equal(m.model.embed_tokens.weight, tiny_llama(len(tok), d=32, layers=2, heads=4, ctx=16, tok=tok, seed=3).model.embed_tokens.weight)
+    again = factory(len(tok), d=32, layers=2, heads=4, ctx=16, tok=tok, seed=3)
+    assert torch.equal(m.get_input_embeddings().weight, again.get_input_embeddings().weight)
+    assert m.get_output_embeddings().weight is m.get_input_embeddings().weight  # tied
     assert n_params(m) == n_params(m, trainable_only=False) > 0
 
 
-def test_tiny_gpt_shape_seed_and_positions():
+def test_tiny_gpt_has_learned_positions_and_gpt2_gelu():
     tok = char_tokenizer(ALPHA)
     m = tiny_gpt(len(tok), d=32, layers=2, heads=4, ctx=16, tok=tok, seed=3)
-    assert m.config.n_layer == 2 and m.config.n_embd == 32 and m.config.pad_token_id == tok.pad_token_id
-    assert m(input_ids=torch.tensor([[4, 5, 6]])).logits.shape == (1, 3, len(tok))
-    assert torch.equal(m.transformer.wte.weight, tiny_gpt(len(tok), d=32, layers=2, heads=4, ctx=16, tok=tok, seed=3).transformer.wte.weight)
     # learned absolute positions: the same tokens at other positions give other outputs
     ids = torch.tensor([[4, 5, 6]])
     a = m(input_ids=ids).logits[0, -1]
     b = m(input_ids=ids, position_ids=torch.tensor([[3, 4, 5]])).logits[0, -1]
-    assert not torch.allclose(a, b)
+    assert m.transformer.wpe.weight.shape == (16, 32) and not torch.allclose(a, b)
     assert tiny_gpt(len(tok), d=32, ctx=16, dropout=0.2).config.resid_pdrop == 0.2
     # GPT-2's tanh-approximated GELU, from PyTorch's fused kernel
     x = torch.linspace(-4, 4, 101)
