@@ -161,11 +161,16 @@ def test_a_kernel_started_with_the_numerics_runs_portable_and_one_without_is_war
     if torch.backends.cpu.get_cpu_capability() == "DEFAULT": pytest.skip("this processor has no AVX2")
     # numpy imported before the pins: its SIMD level is already fixed, and setup says so (where this processor has a
     # feature the pins turn off; on one without them, such as an AVX2-only AMD EPYC, numpy computes the same anyway)
-    from numpy._core._multiarray_umath import __cpu_features__ as feats
     off = pins.get("NPY_DISABLE_CPU_FEATURES", "").replace(",", " ").split()
+    # whether numpy uses a feature the pins turn off, asked of a process started without them (this one, or the test
+    # worker it runs in, may have started with them, which hides those features from its own numpy)
+    import subprocess, sys
+    ask = f"from numpy._core._multiarray_umath import __cpu_features__ as f; print(any(f.get(x) for x in {off!r}))"
+    r = subprocess.run([sys.executable, "-c", ask], env=bare, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() in ("True", "False"), r.stderr
     # (bare also lacks the MKL preload, which a processor MKL does not take for Intel's needs from the start)
     late = _probe(root, bare, pre="import numpy; ")
-    numpy_late, mkl_late = any(feats.get(f) for f in off), repro.mkl_needs_preload()
+    numpy_late, mkl_late = r.stdout.strip() == "True", repro.mkl_needs_preload()
     if not (numpy_late or mkl_late):
         assert late == "portable False AVX2 ", late
         return
