@@ -71,8 +71,8 @@ def tiny_llama(vocab_size: int, d: int = 128, layers: int = 2, heads: int = 4, c
 
 def tiny_gpt(vocab_size: int, d: int = 128, layers: int = 2, heads: int = 4, ctx: int = 64, ffn: int = None,
              tok=None, dropout: float = 0.0, seed: int = None) -> GPT2LMHeadModel:
-    """A small `GPT2LMHeadModel` (NanoGPT's architecture: learned absolute positions, tied embeddings) with the same
-    arguments as `tiny_llama`; `dropout` applies to embeddings, attention and residual branches. The GELU is GPT-2's
+    """A small `GPT2LMHeadModel` (NanoGPT's architecture: learned absolute positions, tied embeddings) with
+    `tiny_llama`'s arguments but `kv_heads` and `tie`; `dropout` applies to embeddings, attention and residual branches. The GELU is GPT-2's
     tanh approximation computed by PyTorch's fused kernel: transformers' default spells it out in eight elementwise
     operations, which made training a third slower at the book's small shapes."""
     ids = {}
