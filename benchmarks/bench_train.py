@@ -3,8 +3,8 @@
 One run on one machine, one torch thread: for each ci shape, the tokens/s of `minirepro.core.train.train` on a
 `tiny_llama` (or a `tiny_gpt`) and of a hand-written model of identical shape and parameter count (RMSNorm, rotary
 positions, SwiGLU; or NanoGPT's LayerNorm, learned positions, GELU; tied embeddings, PyTorch SDPA) in a bare loop
-with the same optimizer, schedule and clipping; the machine's fp32
-matmul peak; and each model's achieved FLOP/s as a fraction of it. Arms alternate and the median of the repeats is
+with the same optimizer, schedule and clipping; the machine's fp32 matmul peak; and each model's achieved FLOP/s as a
+fraction of it. Arms alternate and the median of the repeats is
 reported. Results go to benchmarks/results.json.  Usage: python benchmarks/bench_train.py [--quick]
 """
 import argparse, json, math, platform, statistics, sys, time
