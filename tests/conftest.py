@@ -22,10 +22,10 @@ def root():
 
 TINY_CHAPTER = [
     ("md", "# Tiny\n\nA chapter-shaped notebook for command-line tests."),
-    ("params", 'scale = "ci"\nseed = 0\ndevice = "auto"\nsleep_s = 0.0\nfail = False'),
+    ("params", 'scale = "ci"\nseed = 0\ndevice = "auto"\noverrides = {}\nsleep_s = 0.0\nfail = False'),
     ("code", "import time\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
              "from minirepro.core.repro import setup\nfrom minirepro.core.results import check_claims, claims_table, finish, save_figure\n"
-             "run = setup(SLUG, scale, seed, device, sleep_s=sleep_s, fail=fail)\nP = run.P"),
+             "run = setup(SLUG, scale, seed, device, overrides=overrides, sleep_s=sleep_s, fail=fail)\nP = run.P"),
     ("code", "time.sleep(sleep_s)\nif fail: raise RuntimeError('asked to fail')\n"
              "metrics = {'value': P.n * 2 + seed, 'latency_ms': time.perf_counter() % 1}\n"
              "fig, ax = plt.subplots(figsize=(2, 2)); ax.plot([0, 1], [0, P.n]); save_figure(run, fig, 'line', {'y': [0, P.n]}); plt.close(fig)"),

@@ -41,7 +41,9 @@ def test_chapter_contract(slug):
     code = [c for c in nb.cells if c.cell_type == "code"]
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1, "exactly one cell tagged 'parameters'"
-    for name in ("scale", "seed", "device"): assert f"{name} = " in params[0].source
+    for name in ("scale", "seed", "device", "overrides"): assert f"{name} = " in params[0].source
+    assert f'setup("{slug}", scale, seed, device, overrides=overrides' in "".join(c.source for c in code), \
+        "setup gets the chapter's identity and the preset overrides (minirepro run -p)"
     assert "#| default_exp papers." in "".join(c.source for c in code)
     checked = [c for c in code if "NBVAL_CHECK_OUTPUT" in c.source]
     assert len(checked) >= 2, "a results table and a claims table, both checked by nbval"

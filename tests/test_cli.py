@@ -24,7 +24,11 @@ def test_list(tiny_book):
     (["run", "later"], "in the book, but its chapter is not written yet"),
     (["run", "tiny", "--scale", "huge"], "unknown scale 'huge'; valid scales: ci, full"),
     (["run", "tiny", "--device", "gpu"], "valid devices: auto, cpu, cuda"),
-    (["run", "tiny", "-p", "sleep=1"], "unknown parameter 'sleep' for tiny (did you mean sleep_s, seed, scale?); valid parameters: device, fail, scale, seed, sleep_s"),
+    (["run", "tiny", "-p", "sleep=1"], "unknown parameter 'sleep' for tiny (did you mean sleep_s, seed, scale?); valid parameters: device, fail, n, overrides, scale, seed, sleep_s"),
+    (["run", "tiny", "-p", "nn=4"], "unknown parameter 'nn' for tiny (did you mean n"),
+    (["run", "tiny", "-p", "n=many"], "preset key 'n' in the ci preset of tiny holds int 3; got str 'many'"),
+    (["run", "tiny", "-p", "n=4", "--record"], "--record makes the reference run"),
+    (["estimate", "tiny", "-p", "m=4"], "unknown parameter 'm' for tiny"),
     (["run", "tiny", "-p", "noequals"], "not of the form key=value"),
     (["run", "tiny", "-p", "seed=3"], "set seed with --seed"),
     (["run"], "name at least one chapter, or --all"),
@@ -57,6 +61,35 @@ def test_run_writes_notebook_results_and_figures(tiny_book, tmp_path):
     assert (out/"tiny"/"ci-seed5"/"figures"/"line.png").exists()
     nb = nbformat.read(str(out/"tiny"/"ci-seed5.ipynb"), as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+
+
+def test_a_preset_value_set_with_p_changes_that_run_alone(tiny_book, tmp_path):
+    """`-p n=5` reaches the chapter's preset through its `overrides` parameter; paper.yaml and the record stay as
+    they were, results.json says what was changed, and verify names the changed setting before the numbers."""
+    paper = (tiny_book/"papers"/"tiny"/"paper.yaml").read_text()
+    assert cli("run", "tiny", "--record").returncode == 0
+    r = cli("run", "tiny", "-p", "n=5", "--out", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads((tmp_path/"tiny"/"ci-seed0"/"results.json").read_text())
+    assert res["metrics"]["value"] == 10 and res["preset"] == {"n": 5} and res["overrides"] == {"n": 5}
+    nb = nbformat.read(str(tmp_path/"tiny"/"ci-seed0.ipynb"), as_version=4)
+    assert "overrides n=5 (preset: 3): not the recorded ci configuration" in "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert (tiny_book/"papers"/"tiny"/"paper.yaml").read_text() == paper
+    assert json.loads((tiny_book/"papers"/"tiny"/"results"/"ci.json").read_text())["preset"] == {"n": 3}
+    v = cli("verify", "tiny", "--from", tmp_path)
+    lines = v.stdout.splitlines()
+    assert v.returncode == 1 and lines[1].strip() == "setting preset n: the run used 5, the record 3", v.stdout
+    assert "metric value: 10 differs from recorded 6" in v.stdout
+
+
+def test_p_refuses_a_preset_value_where_the_chapter_takes_no_overrides(tiny_book):
+    path = tiny_book/"nbs"/"papers"/"tiny2.ipynb"
+    nb = nbformat.read(str(path), as_version=4)
+    for c in nb.cells: c.source = c.source.replace("overrides = {}\n", "").replace("overrides=overrides, ", "")
+    nbformat.write(nb, str(path))
+    r = cli("run", "tiny", "tiny2", "-p", "n=4")
+    assert r.returncode == 2 and "tiny2 takes no preset values from -p: its parameters cell has no `overrides`" in r.stderr
 
 
 def test_run_started_from_a_bare_shell_gives_its_kernels_the_pinned_numerics(tiny_book, tmp_path):

@@ -16,16 +16,17 @@ import nbformat
 import yaml
 from jupyter_client.manager import AsyncKernelManager
 
-from .repro import (UnknownName, DEVICES, RESUME_ENV, find_root, load_settings, mkl_needs_preload,
-                                  numerics_env, scale_names, scale_settings, book_index, chapter_slugs, chapter_path, paper_dir)
+from .repro import (UnknownName, DEVICES, RESUME_ENV, find_root, load_paper, load_settings, mkl_needs_preload,
+                                  numerics_env, override_preset, scale_names, scale_settings, book_index, chapter_slugs, chapter_path, paper_dir)
 from .results import (atomic_write_text, load_recorded, verify_run, record_run, record_seed, seed_summary,
                                      format_table)
 
 # %% auto #0
 __all__ = ['VOLATILE_CELL_KEYS', 'STATUS_BEGIN', 'STATUS_END', 'parse_params', 'parse_seeds', 'chapter_parameters',
-           'check_params', 'IPCKernelManager', 'clean_executed', 'write_notebook', 'execute_chapter', 'cluster_summary',
-           'seeds_report', 'stop_as_interrupt', 'run_chapters', 'status_rows', 'status_markdown', 'write_report',
-           'execute_inplace', 'runtime_requirements', 'wheel_platforms', 'build_wheelhouse', 'estimate_chapter', 'main']
+           'check_params', 'route_params', 'IPCKernelManager', 'clean_executed', 'write_notebook', 'execute_chapter',
+           'cluster_summary', 'seeds_report', 'stop_as_interrupt', 'run_chapters', 'status_rows', 'status_markdown',
+           'write_report', 'execute_inplace', 'runtime_requirements', 'wheel_platforms', 'build_wheelhouse',
+           'estimate_chapter', 'main']
 
 # %% ../../../nbs/core/cli.ipynb #66f98584
 def parse_params(items) -> dict:
@@ -57,6 +58,30 @@ def check_params(slug: str, params: dict, root=None):
     valid = chapter_parameters(slug, root)
     for k in params:
         if k not in valid: raise UnknownName("parameter", k, valid, where=f"for {slug}")
+
+def route_params(slugs: list, scale: str, params: dict, root=None) -> dict:
+    """The papermill parameters for `params` (from `-p`) given to each of `slugs` at `scale`: names of the chapters'
+    parameters cells as they are, preset keys gathered in `overrides`; names and preset values checked first."""
+    for k in ("scale", "seed", "device"):
+        if k in params: raise ValueError(f"set {k} with --{k}, not -p")
+    cells = {s: chapter_parameters(s, root) for s in slugs}
+    presets = {s: (load_paper(s, root).get("scales") or {}).get(scale, {}) for s in slugs}
+    out, overrides = {}, dict(params.get("overrides") or {})
+    for k, v in params.items():
+        if k == "overrides": continue
+        if all(k in cells[s] for s in slugs): out[k] = v; continue
+        for s in slugs:
+            if k not in cells[s] and k not in presets[s]:
+                valid = set(cells[s]) | (set(presets[s]) if "overrides" in cells[s] else set())
+                raise UnknownName("parameter", k, valid, where=f"for {s}")
+        overrides[k] = v
+    if overrides:
+        for s in slugs:
+            if "overrides" not in cells[s]:
+                raise ValueError(f"{s} takes no preset values from -p: its parameters cell has no `overrides`")
+            override_preset(presets[s], overrides, where=f"in the {scale} preset of {s}")
+        out["overrides"] = overrides
+    return out
 
 # %% ../../../nbs/core/cli.ipynb #2172bc12
 VOLATILE_CELL_KEYS = ("papermill", "execution", "collapsed", "scrolled")
@@ -409,7 +434,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", default=None, metavar="SPEC", help="several seeds: 0-4 or 0,2,5 (with --record: seed 0 is "
                    "the reference, every seed's claims go into results/seeds-SCALE.json)")
     r.add_argument("--device", default="auto", help="auto (ci: cpu, full: cuda), cpu or cuda")
-    r.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="override a chapter parameter")
+    r.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a chapter parameter or a value of the scale's preset (-p steps=100); not with --record")
     r.add_argument("--out", default=None, metavar="DIR", help="output folder (default from settings.ini: build/runs)")
     r.add_argument("--jobs", type=int, default=None, metavar="N", help="chapters run in parallel")
     r.add_argument("--record", action="store_true", help="make this run the chapter's recorded reference")
@@ -441,6 +467,8 @@ def _parser() -> argparse.ArgumentParser:
     es.add_argument("--device", default="auto", help="auto (ci: cpu, full: cuda), cpu or cuda")
     es.add_argument("--steps", type=int, default=20, metavar="N", help="timed steps per training run (default 20)")
     es.add_argument("--out", default=None, metavar="DIR", help="keep the truncated runs here (default: a temporary folder)")
+    es.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="set a chapter parameter or a value of the scale's preset, as for run")
     es.add_argument("--verbose", action="store_true", help="stream the cells' outputs")
     en = sub.add_parser("env", help="print the environment a scale's runs start with, as shell exports "
                                     "(eval \"$(minirepro env)\" before jupyter lab)")
@@ -474,14 +502,11 @@ def _cmd_run(a, root) -> int:
     slugs = _slugs(a, root)
     if a.scale not in scale_names(settings): raise UnknownName("scale", a.scale, scale_names(settings))
     if a.device not in DEVICES: raise UnknownName("device", a.device, DEVICES)
-    params = parse_params(a.param)
-    for k in ("scale", "seed", "device"):
-        if k in params: raise ValueError(f"set {k} with --{k}, not -p")
-    for s in slugs: check_params(s, params, root)
+    params = route_params(slugs, a.scale, parse_params(a.param), root)
     if a.seeds is not None and a.seed != 0: raise ValueError("give --seed or --seeds, not both")
     seeds = parse_seeds(a.seeds) if a.seeds is not None else [a.seed]
     if a.record and (params or a.device != "auto" or (a.seeds is None and a.seed != 0)):
-        raise ValueError("--record makes the reference run: it takes seed 0 (or --seeds), the default device and no -p overrides")
+        raise ValueError("--record makes the reference run: it takes seed 0 (or --seeds), the default device and no -p values")
     jobs = a.jobs or settings["book"].getint("jobs", 1)
     on_done = (lambda info: info["ok"] and record_seed(info["slug"], info["run_dir"], info["scale"], root)) if a.record else None
     if a.executor != "local" and a.record:
@@ -523,7 +548,7 @@ def _cmd_run(a, root) -> int:
     return 0 if len(ok) == len(infos) else 1
 
 def estimate_chapter(slug: str, scale: str = "full", seed: int = 0, device: str = "auto", steps: int = 20, out=None,
-                     root=None, verbose: bool = False) -> dict:
+                     root=None, verbose: bool = False, params: dict = None) -> dict:
     """Run `slug` with its training loops in timing mode (`minirepro.core.repro`, "Timing mode"): what
     `execute_chapter` returns, plus each training run's timing (`calls`) and the estimate of a real run: the training
     runs' estimates plus everything else as this run measured it (`other_s`). Nothing is recorded."""
@@ -534,7 +559,8 @@ def estimate_chapter(slug: str, scale: str = "full", seed: int = 0, device: str 
         where.mkdir(parents=True, exist_ok=True)
         log = where/f"{slug}-{scale}-times.jsonl"; log.unlink(missing_ok=True)
         old, t0, interrupted = _set_env({TIME_STEPS_ENV: steps, TIME_LOG_ENV: log}), time.time(), False
-        try: info = execute_chapter(slug, scale=scale, seed=seed, device=device, out=where, root=root, verbose=verbose)
+        try: info = execute_chapter(slug, scale=scale, seed=seed, device=device, params=params, out=where, root=root,
+                                    verbose=verbose)
         except KeyboardInterrupt:
             interrupted = True
             info = {"slug": slug, "scale": scale, "seed": seed, "ok": False, "error": "interrupted", "wall_s": time.time() - t0}
@@ -551,11 +577,12 @@ def _cmd_estimate(a, root) -> int:
     if a.scale not in scale_names(settings): raise UnknownName("scale", a.scale, scale_names(settings))
     if a.device not in DEVICES: raise UnknownName("device", a.device, DEVICES)
     if a.steps < 1: raise ValueError(f"--steps must be at least 1, got {a.steps}")
+    params = route_params(slugs, a.scale, parse_params(a.param), root)
     budget = scale_settings(a.scale, settings).getfloat("budget_s", fallback=None)
     bad = 0
     for s in slugs:
         print(f"{s} ({a.scale}, seed {a.seed}): {a.steps} timed steps of each training run", flush=True)
-        e = estimate_chapter(s, a.scale, a.seed, a.device, a.steps, a.out, root, a.verbose)
+        e = estimate_chapter(s, a.scale, a.seed, a.device, a.steps, a.out, root, a.verbose, params)
         rows = [{"run": i, "model": c["model"], "parameters": f"{c['params']:,}", "steps": f"{c['steps']:,}",
                  "batch": c["batch"], "ms/step": f"{1000 * c['step_s']:.1f}", "evaluations": c["evals"],
                  "s each": f"{c['eval_s']:.2f}", "estimate s": f"{c['estimate_s']:.0f}"} for i, c in enumerate(e["calls"], 1)]

@@ -18,10 +18,10 @@ import yaml
 # %% auto #0
 __all__ = ['DEVICES', 'MKL_SHIM_NAME', 'MKL_SHIM_SOURCE', 'TIME_STEPS_ENV', 'TIME_LOG_ENV', 'RESUME_ENV', 'find_root',
            'UnknownName', 'load_settings', 'scale_names', 'scale_settings', 'book_index', 'chapter_slugs',
-           'chapter_path', 'paper_dir', 'load_paper', 'claims_at', 'Preset', 'seed_everything', 'set_determinism',
-           'resolve_device', 'mkl_needs_preload', 'mkl_shim', 'mkl_shim_loaded', 'numerics_env', 'numerics_off',
-           'use_numerics', 'Run', 'run_dir', 'offline', 'setup', 'timed_steps', 'sync', 'log_timing', 'training_steps',
-           'code_fingerprint', 'rng_states', 'set_rng_states', 'resumable_part']
+           'chapter_path', 'paper_dir', 'load_paper', 'claims_at', 'Preset', 'override_preset', 'seed_everything',
+           'set_determinism', 'resolve_device', 'mkl_needs_preload', 'mkl_shim', 'mkl_shim_loaded', 'numerics_env',
+           'numerics_off', 'use_numerics', 'Run', 'run_dir', 'offline', 'setup', 'timed_steps', 'sync', 'log_timing',
+           'training_steps', 'code_fingerprint', 'rng_states', 'set_rng_states', 'resumable_part']
 
 # %% ../../../nbs/core/repro.ipynb #9d12d84f
 def find_root(start=None) -> Path:
@@ -107,6 +107,26 @@ class Preset(dict):
         if k.startswith("__"): raise AttributeError(k)
         try: return self[k]
         except KeyError: raise AttributeError(f"the preset has no {k!r}; it has: {', '.join(self)}") from None
+
+# %% ../../../nbs/core/repro.ipynb #7e2b8973
+def _same_kind(new, old) -> bool:
+    "Whether `new` may replace the preset value `old`: the same type, an int for a float; never a bool for a number."
+    if old is None: return True
+    if isinstance(old, bool) or isinstance(new, bool): return isinstance(new, bool) and isinstance(old, bool)
+    if isinstance(old, float): return isinstance(new, (int, float))
+    return isinstance(new, type(old))
+
+def override_preset(preset: dict, overrides: dict = None, where: str = "") -> Preset:
+    "`preset` with the values in `overrides` replaced; an unknown key raises `UnknownName`, a value of another type `ValueError`."
+    out = Preset(preset)
+    for k, v in (overrides or {}).items():
+        if k not in preset: raise UnknownName("preset key", k, preset, where=where)
+        old = preset[k]
+        if not _same_kind(v, old):
+            raise ValueError(f"preset key {k!r}{f' {where}' if where else ''} holds {type(old).__name__} {old!r}; "
+                             f"got {type(v).__name__} {v!r}")
+        out[k] = float(v) if isinstance(old, float) else v
+    return out
 
 # %% ../../../nbs/core/repro.ipynb #dd4198a4
 def seed_everything(seed: int):
@@ -226,6 +246,7 @@ class Run:
     out_dir: Path
     root: Path
     params: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)  # preset values this run changed (not a recorded configuration)
     figures: dict = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     provenance: dict = None  # code, packages and machine at the start (see `minirepro.core.results.provenance`)
@@ -252,14 +273,17 @@ def offline():
     "Forbid downloads from any model or dataset hub in this process."
     for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"): os.environ[k] = "1"
 
-def setup(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", root=None, quiet=False, **params) -> Run:
-    "Start a chapter run: preset for `scale`, seeds, threads, determinism, numerics, device (and its float32 matmul precision), offline mode and a clean output folder."
+def setup(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", root=None, quiet=False, overrides: dict = None,
+          **params) -> Run:
+    "Start a chapter run: preset for `scale` (with `overrides`), seeds, threads, determinism, numerics, device (and its float32 matmul precision), offline mode and a clean output folder."
     offline()
     root = Path(root or find_root()); settings = load_settings(root)
     sc = scale_settings(scale, settings)
     paper = load_paper(slug, root)
     presets = paper.get("scales") or {}
     if scale not in presets: raise UnknownName("scale", scale, presets)
+    overrides = dict(overrides or {})
+    preset = override_preset(presets[scale], overrides, where=f"in the {scale} preset of {slug}")
     dev = resolve_device(device, scale, settings)
     threads = sc.getint("threads", fallback=settings["book"].getint("threads", 1))
     set_determinism(threads, sc.getboolean("deterministic", fallback=False))
@@ -271,10 +295,14 @@ def setup(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", roo
     out.mkdir(parents=True, exist_ok=True)
     (out/"results.json").unlink(missing_ok=True)
     for f in (out/"figures").glob("*.png"): f.unlink()
-    if not quiet: print(f"{slug}: scale={scale} seed={seed} device={dev} threads={threads or torch.get_num_threads()}")
+    if not quiet:
+        print(f"{slug}: scale={scale} seed={seed} device={dev} threads={threads or torch.get_num_threads()}")
+        if overrides:
+            changed = ", ".join(f"{k}={v!r} (preset: {presets[scale][k]!r})" for k, v in overrides.items())
+            print(f"overrides {changed}: not the recorded {scale} configuration")
     paper = {**paper, "claims": claims_at(paper, scale)}  # a claim may be one that only a larger scale can test
     from minirepro.core.results import provenance  # at the start: a commit made while a long run goes on is not the code it ran
-    return Run(slug, scale, int(seed), dev, Preset(presets[scale]), paper, out, root, dict(params),
+    return Run(slug, scale, int(seed), dev, preset, paper, out, root, dict(params), overrides,
                provenance={**provenance(root), "numerics": numerics}, keeps_parts=sc.getboolean("resumable", fallback=False))
 
 # %% ../../../nbs/core/repro.ipynb #df4dc3a1

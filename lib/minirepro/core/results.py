@@ -21,8 +21,8 @@ from .repro import Run, find_root, paper_dir, load_paper, UnknownName
 __all__ = ['OPS', 'ROUNDOFF_FLOOR', 'PROVENANCE_PACKAGES', 'FIG_DPI', 'DEFAULT_TOL', 'Claim', 'check_claims', 'fmt',
            'format_table', 'print_table', 'claims_table', 'cpu_info', 'provenance', 'atomic_write_text',
            'atomic_write_json', 'save_figure', 'show_figure', 'device_used', 'finish', 'tolerance_for',
-           'compare_results', 'compare_figures', 'recorded_paths', 'load_recorded', 'verify_run', 'record_run',
-           'seeds_path', 'record_seed', 'seed_summary']
+           'setting_differences', 'compare_results', 'compare_figures', 'recorded_paths', 'load_recorded', 'verify_run',
+           'record_run', 'seeds_path', 'record_seed', 'seed_summary']
 
 # %% ../../../nbs/core/results.ipynb #d1796168
 def _plain(x):
@@ -197,6 +197,7 @@ def finish(run: Run, metrics: dict, claims: list = None, quiet: bool = False) ->
            "provenance": run.provenance or provenance(run.root), "metrics": _plain(metrics), "claims": [asdict(c) for c in claims],
            "figures": run.figures}
     if run.resumed: res["resumed"] = {k: round(v, 2) for k, v in run.resumed.items()}
+    if run.overrides: res["overrides"] = dict(run.overrides)  # preset values changed for this run (`setup`)
     atomic_write_json(run.out_dir/"results.json", res)
     if not quiet:
         where = run.out_dir/"results.json"
@@ -228,9 +229,23 @@ def _close(a, b, tol, where, problems):
     elif not (math.isclose(a, b, rel_tol=tol["rtol"], abs_tol=tol["atol"]) or (math.isnan(a) and math.isnan(b))):
         problems.append(f"{where}: {a:.6g} differs from recorded {b:.6g} (rtol {tol['rtol']:g}, atol {tol['atol']:g})")
 
+def setting_differences(run: dict, ref: dict) -> list:
+    "How a run was set up differently from the recorded one: seed, chapter parameters, preset values."
+    out = []
+    if "seed" in run and "seed" in ref and run["seed"] != ref["seed"]:
+        out.append(f"setting seed: the run used {run['seed']}, the record {ref['seed']}")
+    for what in ("params", "preset"):
+        a, b = run.get(what), ref.get(what)
+        if a is None or b is None: continue
+        for k in sorted(set(a) | set(b)):
+            if a.get(k, "(none)") != b.get(k, "(none)"):
+                out.append(f"setting {'parameter' if what == 'params' else 'preset'} {k}: the run used {a.get(k, '(none)')!r}, "
+                           f"the record {b.get(k, '(none)')!r}")
+    return out
+
 def compare_results(run: dict, ref: dict, tolerances: dict = None) -> list:
-    "Differences between a run's results and the recorded ones (an empty list when they agree)."
-    problems = []
+    "Differences between a run's results and the recorded ones (an empty list when they agree); differing settings come first."
+    problems = setting_differences(run, ref)
     for name, b in ref.get("metrics", {}).items():
         tol = tolerance_for(name, tolerances)
         if tol == "ignore": continue
