@@ -139,6 +139,19 @@ def test_record_then_verify_then_a_changed_record_fails(tiny_book, tmp_path):
     assert r.returncode == 1 and "metric value: 6 differs from recorded 6.01" in r.stdout
 
 
+def test_verify_at_another_seed_compares_that_seeds_recorded_claims(tiny_book, tmp_path):
+    assert cli("run", "tiny", "--seeds", "0-1", "--record").returncode == 0
+    assert cli("run", "tiny", "--seeds", "1-2", "--out", tmp_path).returncode == 0
+    r = cli("verify", "tiny", "--from", tmp_path, "--seed", "1")
+    assert r.returncode == 0 and "matches the record (ci, seed 1: the claims recorded for this seed" in r.stdout, r.stdout
+    rec = tiny_book/"papers"/"tiny"/"results"/"seeds-ci.json"
+    data = json.loads(rec.read_text()); data["seeds"]["1"]["claims"]["big-enough"]["measured"] = 7.5; rec.write_text(json.dumps(data))
+    r = cli("verify", "tiny", "--from", tmp_path, "--seed", "1")
+    assert r.returncode == 1 and "claim big-enough measured: 7 differs from recorded 7.5" in r.stdout, r.stdout
+    r = cli("verify", "tiny", "--from", tmp_path, "--seed", "2")
+    assert r.returncode == 1 and "seed 2: not recorded at scale ci (recorded seeds: 0, 1)" in r.stdout, r.stdout
+
+
 def test_record_at_full_scale_runs_full_and_leaves_the_chapter_alone(tiny_book, tmp_path):
     chapter = tiny_book/"nbs"/"papers"/"tiny.ipynb"
     before = chapter.read_text()

@@ -610,7 +610,8 @@ def _cmd_verify(a, root) -> int:
     for s in slugs:
         problems = verify_run(s, src/s/f"{a.scale}-seed{a.seed}", a.scale, root)
         if problems: bad += 1; print(f"{s}: DIFFERS from the record\n  " + "\n  ".join(problems))
-        else: print(f"{s}: matches the record ({a.scale}, seed {a.seed})")
+        else: print(f"{s}: matches the record ({a.scale}, seed {a.seed}"
+                    f"{'' if a.seed == 0 else ': the claims recorded for this seed; metrics and figures are recorded at seed 0'})")
     return 1 if bad else 0
 
 def _cmd_wheelhouse(a) -> int:

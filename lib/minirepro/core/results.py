@@ -21,8 +21,8 @@ from .repro import Run, find_root, paper_dir, load_paper, UnknownName
 __all__ = ['OPS', 'ROUNDOFF_FLOOR', 'PROVENANCE_PACKAGES', 'FIG_DPI', 'DEFAULT_TOL', 'Claim', 'check_claims', 'fmt',
            'format_table', 'print_table', 'claims_table', 'cpu_info', 'provenance', 'atomic_write_text',
            'atomic_write_json', 'save_figure', 'show_figure', 'device_used', 'finish', 'tolerance_for',
-           'setting_differences', 'compare_results', 'compare_figures', 'recorded_paths', 'load_recorded', 'verify_run',
-           'record_run', 'seeds_path', 'record_seed', 'seed_summary']
+           'setting_differences', 'compare_results', 'compare_figures', 'recorded_paths', 'load_recorded',
+           'compare_seed_claims', 'verify_run', 'record_run', 'seeds_path', 'record_seed', 'seed_summary']
 
 # %% ../../../nbs/core/results.ipynb #d1796168
 def _plain(x):
@@ -289,14 +289,34 @@ def load_recorded(slug: str, scale: str = "ci", root=None):
     p, _ = recorded_paths(slug, scale, root)
     return json.loads(p.read_text()) if p.exists() else None
 
+def compare_seed_claims(run: dict, entry: dict, tolerances: dict = None) -> list:
+    "Differences between a run's claims and one seed's entry of the per-seed record (`record_seed`): holds, and measured within tolerance."
+    problems, got = [], {c["id"]: c for c in run.get("claims", [])}
+    for cid, rec in entry["claims"].items():
+        if cid not in got: problems.append(f"claim {cid}: missing from the run"); continue
+        if got[cid]["holds"] != rec["holds"]:
+            problems.append(f"claim {cid}: holds={got[cid]['holds']} but the record of seed {run.get('seed')} says holds={rec['holds']}")
+        tol = tolerance_for(got[cid].get("metric", cid), tolerances)
+        if tol != "ignore": _close(got[cid]["measured"], rec["measured"], tol, f"claim {cid} measured", problems)
+    return problems
+
 def verify_run(slug: str, run_dir, scale: str = "ci", root=None) -> list:
-    "Differences between the run in `run_dir` (results.json, figures/) and the recorded run of `slug` at `scale`."
+    """Differences between the run in `run_dir` (results.json, figures/) and the recorded run of `slug` at `scale`.
+    A run at another seed than the reference's is compared with that seed's claims in the per-seed record."""
     run_dir = Path(run_dir)
     ref = load_recorded(slug, scale, root)
     if ref is None: return [f"{slug}: nothing recorded at scale {scale} (papers/{slug}/results/{scale}.json)"]
     if not (run_dir/"results.json").exists(): return [f"{slug}: the run wrote no results.json in {run_dir}"]
     run = json.loads((run_dir/"results.json").read_text())
     paper = load_paper(slug, root)
+    if run.get("seed") != ref.get("seed"):
+        p = seeds_path(slug, scale, root)
+        seeds = json.loads(p.read_text())["seeds"] if p.exists() else {}
+        entry = seeds.get(str(run.get("seed")))
+        if entry is None:
+            return [f"seed {run.get('seed')}: not recorded at scale {scale} (recorded seeds: {', '.join(seeds) or 'none'})"]
+        same = {**run, "seed": ref.get("seed")}   # the seed is the point of the comparison, not a difference
+        return setting_differences(same, ref) + compare_seed_claims(run, entry, paper.get("tolerances"))
     problems = compare_results(run, ref, paper.get("tolerances"))
     _, figs = recorded_paths(slug, scale, root)
     problems += compare_figures(run_dir/"figures", figs, float(paper.get("figure_tolerance", 2.0)))
