@@ -70,6 +70,7 @@ def test_a_preset_value_set_with_p_changes_that_run_alone(tiny_book, tmp_path):
     assert cli("run", "tiny", "--record").returncode == 0
     r = cli("run", "tiny", "-p", "n=5", "--out", tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("preset values from -p: n=5 (the ci preset changed for these runs")
     res = json.loads((tmp_path/"tiny"/"ci-seed0"/"results.json").read_text())
     assert res["metrics"]["value"] == 10 and res["preset"] == {"n": 5} and res["overrides"] == {"n": 5}
     nb = nbformat.read(str(tmp_path/"tiny"/"ci-seed0.ipynb"), as_version=4)

@@ -503,6 +503,9 @@ def _cmd_run(a, root) -> int:
     if a.scale not in scale_names(settings): raise UnknownName("scale", a.scale, scale_names(settings))
     if a.device not in DEVICES: raise UnknownName("device", a.device, DEVICES)
     params = route_params(slugs, a.scale, parse_params(a.param), root)
+    if params.get("overrides"):
+        print("preset values from -p: " + ", ".join(f"{k}={v!r}" for k, v in params["overrides"].items()) +
+              f" (the {a.scale} preset changed for these runs; not a recorded configuration)", flush=True)
     if a.seeds is not None and a.seed != 0: raise ValueError("give --seed or --seeds, not both")
     seeds = parse_seeds(a.seeds) if a.seeds is not None else [a.seed]
     if a.record and (params or a.device != "auto" or (a.seeds is None and a.seed != 0)):
