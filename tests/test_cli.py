@@ -28,6 +28,8 @@ def test_list(tiny_book):
     (["run", "tiny", "-p", "nn=4"], "unknown parameter 'nn' for tiny (did you mean n"),
     (["run", "tiny", "-p", "n=many"], "preset key 'n' in the ci preset of tiny holds int 3; got str 'many'"),
     (["run", "tiny", "-p", "n=4", "--record"], "--record makes the reference run"),
+    (["run", "tiny", "-p", "overrides=4"], "overrides takes a mapping of preset keys to values"),
+    (["run", "tiny", "-p", "overrides={m: 4}"], "unknown preset key 'm' in the ci preset of tiny; valid preset keys: n"),
     (["estimate", "tiny", "-p", "m=4"], "unknown parameter 'm' for tiny"),
     (["run", "tiny", "-p", "noequals"], "not of the form key=value"),
     (["run", "tiny", "-p", "seed=3"], "set seed with --seed"),

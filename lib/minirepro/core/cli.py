@@ -66,6 +66,9 @@ def route_params(slugs: list, scale: str, params: dict, root=None) -> dict:
         if k in params: raise ValueError(f"set {k} with --{k}, not -p")
     cells = {s: chapter_parameters(s, root) for s in slugs}
     presets = {s: (load_paper(s, root).get("scales") or {}).get(scale, {}) for s in slugs}
+    if not isinstance(params.get("overrides") or {}, dict):
+        raise ValueError(f"overrides takes a mapping of preset keys to values (-p 'overrides={{steps: 100}}'), "
+                         f"got {params['overrides']!r}; or set one key: -p steps=100")
     out, overrides = {}, dict(params.get("overrides") or {})
     for k, v in params.items():
         if k == "overrides": continue
