@@ -7,7 +7,7 @@ Docs: https://minirepro.github.io/minirepro/core/cli.html.md"""
 
 # %% ../../../nbs/core/cli.ipynb #43b31912
 from __future__ import annotations
-import argparse, json, os, shlex, signal, socket, sys, tempfile, threading, time, uuid, warnings
+import argparse, json, os, re, shlex, signal, socket, sys, tempfile, threading, time, uuid, warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import multiprocessing as mp
 from pathlib import Path
@@ -29,13 +29,16 @@ __all__ = ['VOLATILE_CELL_KEYS', 'STATUS_BEGIN', 'STATUS_END', 'parse_params', '
            'estimate_chapter', 'main']
 
 # %% ../../../nbs/core/cli.ipynb #66f98584
+_EXPONENT_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
 def parse_params(items) -> dict:
-    "`['k=v', ...]` as a dict, each value parsed as YAML."
+    "`['k=v', ...]` as a dict, each value parsed as YAML (and `1e-3`, which YAML 1.1 reads as a string, as a float)."
     out = {}
     for it in items or []:
         if "=" not in it: raise ValueError(f"parameter {it!r} is not of the form key=value")
         k, v = it.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v) if v.strip() else ""
+        val = yaml.safe_load(v) if v.strip() else ""
+        out[k.strip()] = float(val) if isinstance(val, str) and _EXPONENT_FLOAT.fullmatch(val) else val
     return out
 
 def parse_seeds(spec: str) -> list:
