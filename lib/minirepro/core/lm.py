@@ -58,11 +58,15 @@ def word_tokenizer(texts, min_count: int = 1, max_size: int = None, lowercase: b
     return _wrap(tk, specials)
 
 # %% ../../../nbs/core/lm.ipynb #64f45520
+def _special_ids(tok) -> dict:
+    "The config's pad, bos and eos token ids from tokenizer `tok` (none without one)."
+    if tok is None: return {}
+    return dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+
 def tiny_llama(vocab_size: int, d: int = 128, layers: int = 2, heads: int = 4, ctx: int = 64, ffn: int = None,
                kv_heads: int = None, tok=None, tie: bool = True, seed: int = None) -> LlamaForCausalLM:
     "A small `LlamaForCausalLM` (width `d`, `layers`, `heads`, context `ctx`), initialised from `seed` when given."
-    ids = {}
-    if tok is not None: ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    ids = _special_ids(tok)
     cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=d, intermediate_size=ffn or 4 * d, num_hidden_layers=layers,
                       num_attention_heads=heads, num_key_value_heads=kv_heads or heads, max_position_embeddings=ctx,
                       tie_word_embeddings=tie, attn_implementation="sdpa", **ids)
@@ -72,11 +76,10 @@ def tiny_llama(vocab_size: int, d: int = 128, layers: int = 2, heads: int = 4, c
 def tiny_gpt(vocab_size: int, d: int = 128, layers: int = 2, heads: int = 4, ctx: int = 64, ffn: int = None,
              tok=None, dropout: float = 0.0, seed: int = None) -> GPT2LMHeadModel:
     """A small `GPT2LMHeadModel` (NanoGPT's architecture: learned absolute positions, tied embeddings) with
-    `tiny_llama`'s arguments but `kv_heads` and `tie`; `dropout` applies to embeddings, attention and residual branches. The GELU is GPT-2's
-    tanh approximation computed by PyTorch's fused kernel: transformers' default spells it out in eight elementwise
-    operations, which made training a third slower at the book's small shapes."""
-    ids = {}
-    if tok is not None: ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    `tiny_llama`'s arguments but `kv_heads` and `tie`; `dropout` applies to embeddings, attention and residual
+    branches. The GELU is GPT-2's tanh approximation computed by PyTorch's fused kernel: transformers' default spells
+    it out in eight elementwise operations, which made training a third slower at the book's small shapes."""
+    ids = _special_ids(tok)
     cfg = GPT2Config(vocab_size=vocab_size, n_embd=d, n_inner=ffn or 4 * d, n_layer=layers, n_head=heads, n_positions=ctx,
                      resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout, attn_implementation="sdpa",
                      activation_function="gelu_pytorch_tanh", **ids)  # GPT-2's GELU in one kernel, not eight
