@@ -269,6 +269,7 @@ def test_seeds_run_every_seed_and_record_their_claims(tiny_book, tmp_path):
     assert "3/3 chapter runs executed, 3/3 claims hold" in r.stdout
     seeds = json.loads((tiny_book/"papers"/"tiny"/"results"/"seeds-ci.json").read_text())["seeds"]
     assert list(seeds) == ["0", "1", "2"] and seeds["2"]["claims"]["big-enough"] == {"holds": True, "measured": 8}
+    assert seeds["2"]["device"] == "cpu"  # a seed run on other hardware than the reference says so
     assert json.loads((tiny_book/"papers"/"tiny"/"results"/"ci.json").read_text())["seed"] == 0  # seed 0 is the reference
     assert "| C | 1/1 | 3/3 | - |" in (tiny_book/"README.md").read_text()
     assert "recorded: the reference (seed 0) and each seed's claims in papers/<slug>/results/seeds-ci.json" in r.stdout

@@ -345,7 +345,7 @@ def record_seed(slug: str, run_dir, scale: str = "ci", root=None) -> Path:
     p = seeds_path(slug, scale, root)
     data = json.loads(p.read_text()) if p.exists() else {"slug": slug, "scale": scale, "seeds": {}}
     data["seeds"][str(res["seed"])] = {"claims": {c["id"]: {"holds": c["holds"], "measured": c["measured"]} for c in res["claims"]},
-                                       "git_commit": res["provenance"].get("git_commit")}
+                                       "device": res.get("device"), "git_commit": res["provenance"].get("git_commit")}
     data["seeds"] = dict(sorted(data["seeds"].items(), key=lambda kv: int(kv[0])))
     atomic_write_json(p, data)
     return p
