@@ -424,3 +424,18 @@ def test_wheelhouse_builds_a_missing_wheel_only_for_pure_python(tmp_path, monkey
     assert len(C.build_wheelhouse(tmp_path/"again", "3.12", "2.28", "x86_64", quiet=True)) == 2
     with pytest.raises(ValueError, match="2.17 or newer"): C.build_wheelhouse(tmp_path/"bad", "3.12", "1.0", quiet=True)
     assert not (tmp_path/"bad").exists()   # a wrong version leaves no folder behind
+
+
+def test_parallel_runs_split_the_cores_where_a_scale_takes_them_all(monkeypatch):
+    import configparser
+    from minirepro.core.cli import thread_env
+    settings = configparser.ConfigParser()
+    settings.read_string("[book]\nthreads = 1\n[scale:ci]\nthreads = 1\n[scale:full]\nthreads = 0\n")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert thread_env("ci", settings, jobs=4) == {"OMP_NUM_THREADS": "1"}    # a pinned scale keeps its setting
+    assert thread_env("full", settings, jobs=1) == {}                        # one run: the library's default, every core
+    assert thread_env("full", settings, jobs=3) == {"OMP_NUM_THREADS": 5}    # three runs share 16 cores
+    assert thread_env("full", settings, jobs=32) == {"OMP_NUM_THREADS": 1}   # never fewer than one
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert thread_env("full", settings, jobs=3) == {}                        # the user's own setting wins

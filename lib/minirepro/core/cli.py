@@ -23,10 +23,10 @@ from .results import (atomic_write_text, load_recorded, verify_run, record_run, 
 
 # %% auto #0
 __all__ = ['VOLATILE_CELL_KEYS', 'STATUS_BEGIN', 'STATUS_END', 'parse_params', 'parse_seeds', 'chapter_parameters',
-           'check_params', 'route_params', 'IPCKernelManager', 'clean_executed', 'write_notebook', 'execute_chapter',
-           'cluster_summary', 'seeds_report', 'stop_as_interrupt', 'run_chapters', 'status_rows', 'status_markdown',
-           'write_report', 'execute_inplace', 'runtime_requirements', 'wheel_platforms', 'build_wheelhouse',
-           'estimate_chapter', 'main']
+           'check_params', 'route_params', 'IPCKernelManager', 'clean_executed', 'write_notebook', 'thread_env',
+           'execute_chapter', 'cluster_summary', 'seeds_report', 'stop_as_interrupt', 'run_chapters', 'status_rows',
+           'status_markdown', 'write_report', 'execute_inplace', 'runtime_requirements', 'wheel_platforms',
+           'build_wheelhouse', 'estimate_chapter', 'main']
 
 # %% ../../../nbs/core/cli.ipynb #66f98584
 _EXPONENT_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
@@ -136,11 +136,22 @@ def _restore_env(old: dict):
         if v is None: os.environ.pop(k, None)
         else: os.environ[k] = v
 
+def thread_env(scale: str, settings, jobs: int = 1) -> dict:
+    """`OMP_NUM_THREADS` for a chapter run at `scale`: the scale's `threads` setting; where that is 0 (the library's own
+    default, every core), the cores divided between the `jobs` runs that share this machine, so that runs side by side
+    do not each start a thread per core. A value the user set in the environment is kept."""
+    threads = scale_settings(scale, settings).get("threads", "1")
+    if threads != "0": return {"OMP_NUM_THREADS": threads}
+    if jobs <= 1 or "OMP_NUM_THREADS" in os.environ: return {}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"OMP_NUM_THREADS": max(1, cores // jobs)}
+
 def execute_chapter(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", params: dict = None,
                     out=None, root=None, record: bool = False, verbose: bool = False, progress: bool = False,
-                    resume: bool = False) -> dict:
+                    resume: bool = False, jobs: int = 1) -> dict:
     """Run the chapter of `slug` headless; returns what happened (ok, error, wall_s, claims, paths). `progress`: a per-cell
-    bar; `resume`: take the parts an earlier run of the same code and preset kept (`minirepro.core.repro`, "Resuming")."""
+    bar; `resume`: take the parts an earlier run of the same code and preset kept (`minirepro.core.repro`, "Resuming");
+    `jobs`: how many runs share this machine (`thread_env`)."""
     import papermill
     root = Path(root or find_root()); settings = load_settings(root)
     src = chapter_path(slug, root)
@@ -152,12 +163,11 @@ def execute_chapter(slug: str, scale: str = "ci", seed: int = 0, device: str = "
     reference = record and seed == 0  # the reference run: recorded as the chapter's results at `scale`
     bare = reference and scale == "ci"  # the ci reference runs on the chapter's own defaults and is written back into it
     parameters = {} if bare else {"scale": scale, "seed": seed, "device": device, **(params or {})}
-    threads = scale_settings(scale, settings).get("threads", "1")
     # XLA_PYTHON_CLIENT_PREALLOCATE: a library that imports JAX would otherwise take 75% of the GPU at once, and
     # chapters that share one GPU (--jobs) would run out of memory
     old = _set_env({"MINIREPRO_RUN_DIR": res_dir, "MINIREPRO_ROOT": root, "HF_HUB_OFFLINE": 1, "TRANSFORMERS_OFFLINE": 1,
                     "HF_DATASETS_OFFLINE": 1, "XLA_PYTHON_CLIENT_PREALLOCATE": "false", RESUME_ENV: "1" if resume else "",
-                    **({"OMP_NUM_THREADS": threads} if threads != "0" else {}), **numerics_env(scale, settings)})
+                    **thread_env(scale, settings, jobs), **numerics_env(scale, settings)})
     t0, error = time.time(), None
     try:
         papermill.execute_notebook(str(src), str(nb_out), parameters=parameters, cwd=str(src.parent),
@@ -254,7 +264,7 @@ def run_chapters(jobs_list, jobs: int = 1, on_done=None, **kw) -> list:
             done(i, execute_chapter(s, seed=seed, progress=bar, **kw))
         return infos
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
-        futs = [pool.submit(_execute_in_worker, s, seed=seed, **kw) for s, seed in jobs_list]
+        futs = [pool.submit(_execute_in_worker, s, seed=seed, jobs=jobs, **kw) for s, seed in jobs_list]
         print(f"running {n} chapter run{'s' if n != 1 else ''}, {jobs} at a time: "
               f"{', '.join(f'{s}@{seed}' for s, seed in jobs_list)}", flush=True)
         try:
