@@ -439,3 +439,32 @@ def test_parallel_runs_split_the_cores_where_a_scale_takes_them_all(monkeypatch)
     assert thread_env("full", settings, jobs=32) == {"OMP_NUM_THREADS": 1}   # never fewer than one
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert thread_env("full", settings, jobs=3) == {}                        # the user's own setting wins
+
+
+def test_an_interrupted_record_keeps_the_finished_seeds_in_the_status_tables(tiny_book, tmp_path):
+    # seed 0 finishes and is recorded; seed 1 sleeps until it is interrupted (--record takes no -p, so the chapter itself
+    # sleeps at seed 1)
+    path = tiny_book/"nbs"/"papers"/"tiny.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "time.sleep(sleep_s)" in c.source)
+    cell.source = cell.source.replace("time.sleep(sleep_s)", "time.sleep(60 if seed == 1 else sleep_s)")
+    nbformat.write(nb, str(path))
+    p = subprocess.Popen([str(BIN/"minirepro"), "run", "tiny", "--seeds", "0-1", "--record", "--out", str(tmp_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(), start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    out_nb, deadline = tmp_path/"tiny"/"ci-seed1.ipynb", time.time() + 180
+
+    def sleeping():
+        try: cells = json.loads(out_nb.read_text())["cells"]
+        except (OSError, ValueError, KeyError): return False
+        return any("time.sleep" in "".join(c["source"]) and c["metadata"].get("papermill", {}).get("status") == "running"
+                   for c in cells)
+    while time.time() < deadline and not sleeping(): time.sleep(0.2)
+    assert sleeping(), "seed 1 never reached its sleep"
+    time.sleep(1)
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, (out, err)
+    assert list(json.loads((tiny_book/"papers"/"tiny"/"results"/"seeds-ci.json").read_text())["seeds"]) == ["0"]
+    readme = (tiny_book/"README.md").read_text()
+    assert "STALE" not in readme and "| C | 1/1 | 1/1 | - |" in readme, readme

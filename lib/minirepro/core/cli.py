@@ -553,6 +553,7 @@ def _cmd_run(a, root) -> int:
         print("\n" + cluster_summary(infos))
     except KeyboardInterrupt:
         print("\ninterrupted: chapters that had finished keep their results; no partial results.json was written", file=sys.stderr)
+        if a.record: write_report(root)  # the seeds that finished were recorded: the status tables say so
         if scale_settings(a.scale, settings).getboolean("resumable", fallback=False):
             print("the parts each run finished are kept: add --resume to the same command to go on from them", file=sys.stderr)
         return 130
