@@ -210,20 +210,24 @@ def test_report_marks_a_full_record_whose_preset_has_changed(tiny_book):
     assert row.split(" | ")[5] == "1/1 (CPU, older preset)", row
 
 
+def sleeping(*out_nbs, wait_s: float = 120) -> bool:
+    "Whether one of the executed notebooks `out_nbs` reaches its sleep cell within `wait_s` (papermill saves each as a cell starts)."
+    def running(nb):
+        try: cells = json.loads(nb.read_text())["cells"]
+        except (OSError, ValueError, KeyError): return False
+        return any("time.sleep" in "".join(c["source"]) and c["metadata"].get("papermill", {}).get("status") == "running"
+                   for c in cells)
+    deadline = time.time() + wait_s
+    while time.time() < deadline and not any(map(running, out_nbs)): time.sleep(0.2)
+    return any(map(running, out_nbs))
+
+
 def test_interrupted_run_leaves_no_results_and_exits_130(tiny_book, tmp_path):
     # as from a terminal: SIGINT at its default disposition (a test runner's worker may ignore it, and children inherit that)
     p = subprocess.Popen([str(BIN/"minirepro"), "run", "tiny", "-p", "sleep_s=60", "--out", str(tmp_path)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(), start_new_session=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    out_nb, deadline = tmp_path/"tiny"/"ci-seed0.ipynb", time.time() + 120
-
-    def sleeping():  # papermill saves the notebook as each cell starts: wait until the 60 s sleep is running
-        try: cells = json.loads(out_nb.read_text())["cells"]
-        except (OSError, ValueError, KeyError): return False
-        return any("time.sleep" in "".join(c["source"]) and c["metadata"].get("papermill", {}).get("status") == "running"
-                   for c in cells)
-    while time.time() < deadline and not sleeping(): time.sleep(0.2)
-    assert sleeping(), "the chapter never reached its sleep"
+    assert sleeping(tmp_path/"tiny"/"ci-seed0.ipynb"), "the chapter never reached its sleep"
     time.sleep(1)
     os.killpg(p.pid, signal.SIGINT)
     out, err = p.communicate(timeout=120)
@@ -238,16 +242,7 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_leaves_no_process(tiny_book, tmp_pa
     import psutil
     p = subprocess.Popen([str(BIN/"minirepro"), "run", "tiny", "tiny2", "-p", "sleep_s=60", "--jobs", str(jobs), "--out", str(tmp_path)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(), start_new_session=True)
-    deadline = time.time() + 120
-    def sleeping():
-        for nb in (tmp_path/"tiny"/"ci-seed0.ipynb", tmp_path/"tiny2"/"ci-seed0.ipynb"):
-            try: cells = json.loads(nb.read_text())["cells"]
-            except (OSError, ValueError, KeyError): continue
-            if any("time.sleep" in "".join(c["source"]) and c["metadata"].get("papermill", {}).get("status") == "running"
-                   for c in cells): return True
-        return False
-    while time.time() < deadline and not sleeping(): time.sleep(0.2)
-    assert sleeping(), "no chapter reached its sleep"
+    assert sleeping(tmp_path/"tiny"/"ci-seed0.ipynb", tmp_path/"tiny2"/"ci-seed0.ipynb"), "no chapter reached its sleep"
     time.sleep(1)
     family = psutil.Process(p.pid).children(recursive=True)
     assert any("ipykernel" in " ".join(c.cmdline()) for c in family)
@@ -452,15 +447,7 @@ def test_an_interrupted_record_keeps_the_finished_seeds_in_the_status_tables(tin
     p = subprocess.Popen([str(BIN/"minirepro"), "run", "tiny", "--seeds", "0-1", "--record", "--out", str(tmp_path)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(), start_new_session=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    out_nb, deadline = tmp_path/"tiny"/"ci-seed1.ipynb", time.time() + 180
-
-    def sleeping():
-        try: cells = json.loads(out_nb.read_text())["cells"]
-        except (OSError, ValueError, KeyError): return False
-        return any("time.sleep" in "".join(c["source"]) and c["metadata"].get("papermill", {}).get("status") == "running"
-                   for c in cells)
-    while time.time() < deadline and not sleeping(): time.sleep(0.2)
-    assert sleeping(), "seed 1 never reached its sleep"
+    assert sleeping(tmp_path/"tiny"/"ci-seed1.ipynb", wait_s=180), "seed 1 never reached its sleep"
     time.sleep(1)
     os.killpg(p.pid, signal.SIGINT)
     out, err = p.communicate(timeout=120)
