@@ -430,8 +430,8 @@ def test_parallel_runs_split_the_cores_where_a_scale_takes_them_all(monkeypatch)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     assert thread_env("ci", settings, jobs=4) == {"OMP_NUM_THREADS": "1"}    # a pinned scale keeps its setting
     assert thread_env("full", settings, jobs=1) == {}                        # one run: the library's default, every core
-    assert thread_env("full", settings, jobs=3) == {"OMP_NUM_THREADS": 5}    # three runs share 16 cores
-    assert thread_env("full", settings, jobs=32) == {"OMP_NUM_THREADS": 1}   # never fewer than one
+    assert thread_env("full", settings, jobs=3) == {"OMP_NUM_THREADS": "5"}  # three runs share 16 cores
+    assert thread_env("full", settings, jobs=32) == {"OMP_NUM_THREADS": "1"} # never fewer than one
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert thread_env("full", settings, jobs=3) == {}                        # the user's own setting wins
 

@@ -144,7 +144,7 @@ def thread_env(scale: str, settings, jobs: int = 1) -> dict:
     if threads != "0": return {"OMP_NUM_THREADS": threads}
     if jobs <= 1 or "OMP_NUM_THREADS" in os.environ: return {}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return {"OMP_NUM_THREADS": max(1, cores // jobs)}
+    return {"OMP_NUM_THREADS": str(max(1, cores // jobs))}
 
 def execute_chapter(slug: str, scale: str = "ci", seed: int = 0, device: str = "auto", params: dict = None,
                     out=None, root=None, record: bool = False, verbose: bool = False, progress: bool = False,
